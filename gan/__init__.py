@@ -1,0 +1,1 @@
+"""StyleGAN2 and the GAN erasure methods."""

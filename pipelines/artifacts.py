@@ -1,0 +1,434 @@
+"""The artifact folder: save, verify, and apply an erasure result.
+
+An artifact is a folder that holds only what changed, plus a manifest:
+
+```
+erasure.json               format version, method, config, base model identity, library versions, metrics,
+                           and the sha256 of every other file
+unet_partial.safetensors   the trained UNet tensors (keys listed in the manifest)     | or
+text_encoder/              a whole CLIP text encoder (save_pretrained)                 | or
+unet/ | generator/         a whole UNet / one-step generator (save_pretrained)         | or
+gan_generator.safetensors  a StyleGAN2 generator
+README.md                  a model card
+samples.png                a before/after sample grid (when the base model was given)
+loss.png                   the loss curve
+```
+
+Loading verifies every hash, the format version and that the base model fits, and never unpickles: tensors come
+from safetensors only. ``apply_artifact`` returns a stock diffusers pipeline (or a GAN bundle) with the erased part
+in, leaving the input untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import ArtifactError
+
+if TYPE_CHECKING:
+    from erasure.base import EraseResult
+
+FORMAT_VERSION = 1
+MANIFEST = "erasure.json"
+_COMPONENT_FILES = {
+    "unet_partial": "unet_partial.safetensors",
+    "text_encoder": "text_encoder",
+    "unet": "unet",
+    "generator": "generator",
+    "gan_generator": "gan_generator.safetensors",
+}
+# Components an artifact replaces wholesale; every other component of the base must match its fingerprint. A GAN
+# generator and a partial UNet are fine-tuned from the base, so the base itself must match.
+_REPLACES = {"unet_partial": set(), "text_encoder": {"text_encoder"}, "unet": {"unet"}, "generator": {"unet"}}
+
+
+# ---------------------------------------------------------------- identity of a base model
+
+
+def fingerprint(module: torch.nn.Module, samples_per_tensor: int = 2048) -> str:
+    """A short, dtype-stable fingerprint of a module's weights.
+
+    Hashes every state-dict key and shape plus an evenly strided sample of each tensor's values rounded to fp16, so
+    the same weights loaded in fp32 or fp16 agree while different weights (another checkpoint, an erased model)
+    disagree. Cheap even for the SD v1.4 UNet.
+    """
+    digest = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        flat = tensor.detach().reshape(-1)
+        if flat.numel() > samples_per_tensor:
+            idx = torch.linspace(0, flat.numel() - 1, samples_per_tensor, device=flat.device).long()
+            flat = flat[idx]
+        if flat.is_floating_point():
+            flat = flat.to(torch.float16)
+        digest.update(flat.cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def model_components(model: Any) -> dict[str, torch.nn.Module]:
+    """The weight-bearing components of a pipeline or GAN bundle, by name."""
+    if hasattr(model, "generator") and hasattr(model, "latent_dim"):  # GANBundle
+        return {"generator": model.generator}
+    names = ("unet", "text_encoder", "vae", "transformer")
+    return {n: getattr(model, n) for n in names if isinstance(getattr(model, n, None), torch.nn.Module)}
+
+
+def base_identity(model: Any) -> dict[str, Any]:
+    """Where a base model came from and the fingerprint of each of its components."""
+    source = getattr(model, "studio_source", None) or {}
+    return {
+        "name_or_path": source.get("name_or_path"),
+        "revision": source.get("revision"),
+        "fingerprints": {name: fingerprint(m) for name, m in model_components(model).items()},
+    }
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("erasure-studio", "torch", "diffusers", "transformers", "safetensors"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- saving
+
+
+def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Refuse to write over an existing artifact (or any non-empty folder) unless ``overwrite`` is set."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ArtifactError(f"output path {path} is a file; choose a folder path for the artifact")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        what = "an artifact" if (path / MANIFEST).exists() else "files"
+        raise ArtifactError(f"output folder {path} already holds {what}; choose another folder or pass --overwrite")
+    return path
+
+
+def save_artifact(
+    result: EraseResult,
+    path: str | os.PathLike,
+    *,
+    base_model: Any = None,
+    overwrite: bool = False,
+    sample_prompts: list[str] | None = None,
+    evaluation: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``result`` as an artifact folder at ``path``. The folder appears complete or not at all.
+
+    Files are written into a hidden sibling folder first and moved into place at the end, so an interrupted save
+    leaves no half-written artifact behind.
+    """
+    path = check_output_dir(path, overwrite=overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.parent / f".{path.name}.partial-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    try:
+        components = _write_components(result, staging)
+        for name, tensors in result.extra_tensors.items():
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, staging / f"{name}.safetensors")
+        if result.loss_history:
+            _write_loss_plot(result, staging / "loss.png")
+        if base_model is not None and result.sampler == "multistep":
+            _write_sample_grid(result, base_model, staging / "samples.png", sample_prompts)
+        if base_model is not None and result.sampler == "stylegan2":
+            from gan.bundle import write_before_after
+
+            write_before_after(result, base_model, staging / "samples.png")
+        files = {p.relative_to(staging).as_posix(): _sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()}
+        metrics = dict(result.metrics)
+        metrics["artifact_bytes"] = sum((staging / f).stat().st_size for f in files)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "method": result.method,
+            "concept": result.config.concept,
+            "artifact_kind": result.artifact_kind,
+            "sampler": result.sampler,
+            "config": result.config.to_dict(),
+            "base_model": result.base,
+            "components": components,
+            "library_versions": library_versions(),
+            "metrics": metrics,
+            "evaluation": evaluation or {},
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "files": {},
+        }
+        (staging / "README.md").write_text(model_card(manifest))
+        files["README.md"] = _sha256(staging / "README.md")
+        manifest["files"] = dict(sorted(files.items()))
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result.metrics["artifact_bytes"] = metrics["artifact_bytes"]
+    return path
+
+
+def _write_components(result: EraseResult, folder: Path) -> dict[str, Any]:
+    kind = result.artifact_kind
+    if kind == "unet_partial":
+        unet = result.components["unet"]
+        keys = sorted(result.trained_keys["unet"])
+        state = unet.state_dict()
+        save_file({k: state[k].detach().contiguous().cpu() for k in keys}, folder / _COMPONENT_FILES[kind])
+        return {"unet": {"file": _COMPONENT_FILES[kind], "keys": keys}}
+    if kind in ("text_encoder", "unet", "generator"):
+        module = result.components[kind]
+        module.save_pretrained(folder / kind, safe_serialization=True)
+        return {kind: {"folder": kind, "class": type(module).__name__}}
+    if kind == "gan_generator":
+        from gan.bundle import save_generator
+
+        return {"generator": save_generator(result.components["generator"], folder / _COMPONENT_FILES[kind])}
+    raise ArtifactError(f"unknown artifact kind {kind!r}")
+
+
+def _write_loss_plot(result: EraseResult, path: Path) -> None:
+    from .images import plot_curves
+
+    keys = [k for k in result.loss_history[0] if k.startswith("loss")]
+    series = {k: [h.get(k, float("nan")) for h in result.loss_history] for k in keys}
+    plot_curves(series, path, title=f"{result.method}: erasing '{result.config.concept}'")
+
+
+def default_sample_prompts(concept: str, base_name: str | None) -> list[str]:
+    """Prompts for the before/after grid: the concept twice, then concepts that should survive."""
+    if base_name == "toy":
+        from .toy.world import COLOURS, OBJECTS, canonical, concept_kind, prompt_for
+
+        kind = concept_kind(concept)
+        if kind == "object":
+            obj = canonical(concept)
+            others = [o for o in OBJECTS if o != obj][:3]
+            return [prompt_for(obj, "red"), prompt_for(obj, "blue")] + [
+                prompt_for(o, c) for o, c in zip(others, COLOURS[1:])
+            ]
+        if kind == "colour":
+            col = canonical(concept)
+            others = [c for c in COLOURS if c != col][:3]
+            return [prompt_for("circle", col), prompt_for("square", col)] + [
+                prompt_for(o, c) for o, c in zip(OBJECTS[2:], others)
+            ]
+        return [f"a {concept} star", f"a {concept} circle", "a red square", "a blue heart", "a green cross"]
+    return [concept, f"a photo of {concept}", "a photo of a dog", "a landscape painting", "a red sports car"]
+
+
+def _write_sample_grid(result: EraseResult, base_model: Any, path: Path, prompts: list[str] | None) -> None:
+    from .images import before_after_grid
+    from .sd import generate
+
+    prompts = prompts or default_sample_prompts(result.config.concept, result.base.get("name_or_path"))
+    seeds = [0, 1, 2]
+    erased = _assemble(base_model, result.artifact_kind, result.components)
+    flat_prompts = [p for p in prompts for _ in seeds]
+    flat_seeds = [s for _ in prompts for s in seeds]
+    before = generate(base_model, flat_prompts, seeds=flat_seeds)
+    after = generate(erased, flat_prompts, seeds=flat_seeds)
+    title = f"{result.method}: '{result.config.concept}' erased (left: base, right: erased; same seeds)"
+    before_after_grid(before, after, prompts, seeds, title=title).save(path)
+
+
+def _assemble(base_model: Any, kind: str, components: dict[str, Any]):
+    from .sd import replace_components
+
+    if kind == "unet_partial":
+        return replace_components(base_model, unet=components["unet"])
+    if kind in ("text_encoder", "unet"):
+        return replace_components(base_model, **{kind: components[kind]})
+    raise ArtifactError(f"cannot assemble a pipeline from a {kind!r} artifact")
+
+
+def model_card(manifest: dict[str, Any]) -> str:
+    """A diffusers-style model card for the artifact."""
+    config = manifest["config"]
+    base = manifest["base_model"].get("name_or_path") or "unknown"
+    kind = manifest["artifact_kind"]
+    lines = [
+        "---",
+        "library_name: diffusers" if manifest["sampler"] != "stylegan2" else "library_name: pytorch",
+        f"base_model: {base}",
+        "tags:",
+        "- erasure-studio",
+        "- concept-erasure",
+        f"- {manifest['method']}",
+        "---",
+        "",
+        f"# {manifest['method']}: '{manifest['concept']}' erased",
+        "",
+        f"Made with Erasure Studio. Method `{manifest['method']}`, base model `{base}`, artifact kind `{kind}`.",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from pipelines import load_sd, apply_artifact",
+        "",
+        f'pipe = apply_artifact(load_sd("{base}"), "path/to/this/folder")',
+        "```",
+        "",
+    ]
+    if kind == "text_encoder":
+        lines += [
+            "The text encoder is a plain `CLIPTextModel` folder; with diffusers alone:",
+            "",
+            "```python",
+            "from transformers import CLIPTextModel",
+            'text_encoder = CLIPTextModel.from_pretrained("path/to/this/folder/text_encoder")',
+            "pipe = StableDiffusionPipeline.from_pretrained(BASE, text_encoder=text_encoder)",
+            "```",
+            "",
+        ]
+    if kind == "unet_partial":
+        lines += [
+            "With diffusers alone: `pipe.unet.load_state_dict(safetensors.torch.load_file("
+            "'unet_partial.safetensors'), strict=False)` (the keys are listed in `erasure.json`).",
+            "",
+        ]
+    lines += ["## Config", "", "| field | value |", "|---|---|"]
+    lines += [f"| {k} | `{v}` |" for k, v in config.items()]
+    lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in manifest["metrics"].items()]
+    if manifest.get("evaluation"):
+        lines += ["", "## Evaluation", "", "```json", json.dumps(manifest["evaluation"], indent=2), "```"]
+    lines += ["", "![before and after](samples.png)", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def read_manifest(path: str | os.PathLike, *, verify: bool = True) -> dict[str, Any]:
+    """Read ``erasure.json`` and (by default) check the format version and every file's sha256."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ArtifactError(f"artifact folder {path} does not exist; pass the folder that holds erasure.json")
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise ArtifactError(f"{path} has no {MANIFEST}, so it is not an Erasure Studio artifact")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ArtifactError(f"{manifest_path} is not valid JSON ({err}); the artifact is corrupted") from err
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path} uses artifact format version {version!r}, but this Erasure Studio reads version "
+            f"{FORMAT_VERSION}; upgrade or downgrade erasure-studio to match"
+        )
+    if verify:
+        for rel, expected in manifest.get("files", {}).items():
+            file = path / rel
+            if not file.is_file():
+                raise ArtifactError(
+                    f"artifact file {rel} is missing from {path}; restore it or re-create the artifact"
+                )
+            if _sha256(file) != expected:
+                raise ArtifactError(
+                    f"artifact file {rel} does not match its sha256 in {MANIFEST}: it was modified or corrupted; "
+                    "re-create or re-download the artifact"
+                )
+    return manifest
+
+
+def check_base(manifest: dict[str, Any], model: Any, *, allow_other_base: bool = False) -> None:
+    """Refuse a base model whose untouched components differ from the ones the artifact was made from."""
+    replaced = _REPLACES.get(manifest["artifact_kind"], set())
+    expected = manifest.get("base_model", {}).get("fingerprints", {})
+    actual = {name: fingerprint(m) for name, m in model_components(model).items() if name in expected}
+    for name, want in expected.items():
+        if name in replaced:
+            continue
+        if name not in actual:
+            raise ArtifactError(f"the model has no {name}, but the artifact was made for a model with one")
+        if actual[name] != want and not allow_other_base:
+            base = manifest["base_model"].get("name_or_path")
+            raise ArtifactError(
+                f"this artifact was made from base model {base!r} and its {name} differs from the one given; "
+                "load that base model, or pass allow_other_base=True (--allow_other_base) to apply it anyway"
+            )
+
+
+def apply_artifact(model: Any, path: str | os.PathLike, *, allow_other_base: bool = False):
+    """Apply an artifact to a base model and return a new model; ``model`` itself is not changed.
+
+    Args:
+        model: the base ``StableDiffusionPipeline`` (or ``GANBundle``) the artifact was made from.
+        path: the artifact folder.
+        allow_other_base (`bool`, defaults to `False`): apply even if the base model's fingerprints differ
+            (e.g. an AdvUnlearn text encoder onto another SD v1.x checkpoint).
+
+    Returns:
+        A stock ``StableDiffusionPipeline`` with the erased component in, or a ``GANBundle`` for GAN artifacts.
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    check_base(manifest, model, allow_other_base=allow_other_base)
+    kind = manifest["artifact_kind"]
+    if kind == "unet_partial":
+        return _apply_unet_partial(model, path, manifest)
+    if kind == "text_encoder":
+        from transformers import CLIPTextModel
+
+        old = model.text_encoder
+        text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", use_safetensors=True, dtype=old.dtype)
+        text_encoder.to(old.device).eval()
+        from .sd import replace_components
+
+        return replace_components(model, text_encoder=text_encoder)
+    if kind == "unet":
+        from diffusers import UNet2DConditionModel
+
+        from .sd import replace_components
+
+        unet = UNet2DConditionModel.from_pretrained(path / "unet", use_safetensors=True, torch_dtype=model.unet.dtype)
+        return replace_components(model, unet=unet.to(model.unet.device).eval())
+    if kind == "gan_generator":
+        from gan.bundle import apply_generator
+
+        return apply_generator(model, path, manifest)
+    raise ArtifactError(f"artifact kind {kind!r} cannot be applied by this version of Erasure Studio")
+
+
+def _apply_unet_partial(pipe, path: Path, manifest: dict[str, Any]):
+    from .sd import replace_components
+
+    info = manifest["components"]["unet"]
+    tensors = load_file(path / info["file"])
+    if sorted(tensors) != sorted(info["keys"]):
+        raise ArtifactError(f"{info['file']} holds other tensors than {MANIFEST} lists; the artifact is inconsistent")
+    unet = copy.deepcopy(pipe.unet)
+    state = unet.state_dict()
+    for key, value in tensors.items():
+        if key not in state or state[key].shape != value.shape:
+            raise ArtifactError(
+                f"UNet tensor {key} of the artifact does not fit this UNet; load the base model it was made from"
+            )
+    unet.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()}, strict=False)
+    return replace_components(pipe, unet=unet.eval())

@@ -1,0 +1,43 @@
+"""Errors that the studio raises for bad input. Each message names the problem and the fix in one sentence.
+
+The command line prints these as one line and exits with status 2; the studio shows them in the page. Anything
+else that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class StudioError(Exception):
+    """Base class of the studio's user-facing errors."""
+
+
+class ConfigError(StudioError, ValueError):
+    """A configuration value is invalid."""
+
+
+class ModelNotFoundError(StudioError, FileNotFoundError):
+    """A model path, file or hub id could not be found locally."""
+
+
+class ArtifactError(StudioError, ValueError):
+    """An artifact folder is missing, tampered with, of an unknown format, or made for another base model."""
+
+
+class MissingDependencyError(StudioError, ImportError):
+    """An optional dependency (an extra) is not installed."""
+
+
+class MissingWeightsError(StudioError, FileNotFoundError):
+    """Weights that cannot be downloaded here (a judge, a CLIP, an Inception) are not on disk."""
+
+
+def require(module: str, extra: str, purpose: str):
+    """Import an optional dependency, or raise ``MissingDependencyError`` with the install command."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"{purpose} needs the '{module}' package; install it with: pip install 'erasure-studio[{extra}]'"
+        ) from err

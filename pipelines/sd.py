@@ -1,0 +1,328 @@
+"""Loading Stable Diffusion and the few standard pieces every diffusion method shares.
+
+Everything here works on stock diffusers and transformers objects; nothing is patched. The pieces:
+
+- :func:`load_sd` loads the toy model, a local diffusers folder, a single ``.safetensors``/``.ckpt`` file, or a hub id
+  that is already in the local cache, and fails fast with a message that says what was looked for.
+- :func:`encode_prompts` and :func:`encode_with_prefix`: text conditioning, the latter with continuous embeddings
+  spliced in after the start token (the path AdvUnlearn and UnlearnDiffAtk share).
+- :func:`sample_until`: an explicit DDIM loop that stops after a given number of steps (ESD's target).
+- :func:`eps_to_x0` / :func:`x0_to_eps`: the standard conversions.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ModelNotFoundError
+
+logger = logging.getLogger(__name__)
+
+TOY_DIR = Path(__file__).resolve().parent / "toy" / "assets"
+CLIP_VOCAB_SIZE = 49408
+_SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+
+
+def toy_path(part: str = "sd") -> Path:
+    """Folder of a bundled toy-world model (``"sd"``, ``"clip"``, ``"judge"``, ``"gan"``)."""
+    path = TOY_DIR / part
+    if not path.exists():
+        raise ModelNotFoundError(
+            f"the toy world's {part!r} weights are missing from {TOY_DIR}; rebuild them with: erasure-studio toy build"
+        )
+    return path
+
+
+def load_sd(
+    name_or_path: str | os.PathLike = "toy",
+    *,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    revision: str | None = None,
+):
+    """Load a Stable Diffusion v1.x pipeline without touching the network.
+
+    Args:
+        name_or_path (`str` or `os.PathLike`, defaults to `"toy"`):
+            ``"toy"`` (the bundled toy model), a local diffusers folder (with ``model_index.json``), a single
+            ``.safetensors`` or ``.ckpt`` checkpoint, or a hub id such as ``"CompVis/stable-diffusion-v1-4"`` that is
+            already in the local Hugging Face cache.
+        dtype (`torch.dtype`, *optional*): weights dtype; fp32 by default, as diffusers does on CPU.
+        device (`str` or `torch.device`, *optional*): where to put the pipeline; CPU by default.
+        revision (`str`, *optional*): hub revision.
+
+    Returns:
+        `StableDiffusionPipeline` with the safety checker off and the progress bar quiet. ``pipe.studio_source``
+        records where it came from, for artifact manifests.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    name = os.fspath(name_or_path)
+    kwargs: dict[str, Any] = {"safety_checker": None, "requires_safety_checker": False}
+    if dtype is not None:
+        kwargs["torch_dtype"] = dtype
+    path = Path(name).expanduser()
+    if name == "toy":
+        source = {"name_or_path": "toy", "revision": None}
+        pipe = StableDiffusionPipeline.from_pretrained(toy_path("sd"), local_files_only=True, **kwargs)
+    elif path.is_dir():
+        if not (path / "model_index.json").exists():
+            raise ModelNotFoundError(
+                f"{path} is a folder but not a diffusers pipeline (no model_index.json); "
+                "point at the folder that holds model_index.json, or at a single .safetensors file"
+            )
+        source = {"name_or_path": str(path.resolve()), "revision": None}
+        pipe = StableDiffusionPipeline.from_pretrained(path, local_files_only=True, **kwargs)
+    elif path.suffix in _SINGLE_FILE_SUFFIXES or path.exists():
+        if not path.is_file():
+            raise ModelNotFoundError(f"model file {path} does not exist; check the path")
+        if path.suffix not in _SINGLE_FILE_SUFFIXES:
+            raise ModelNotFoundError(f"{path} is not a .safetensors or .ckpt checkpoint nor a diffusers folder")
+        source = {"name_or_path": str(path.resolve()), "revision": None}
+        pipe = StableDiffusionPipeline.from_single_file(str(path), local_files_only=True, **kwargs)
+    elif _looks_like_hub_id(name):
+        source = {"name_or_path": name, "revision": revision}
+        folder = _cached_snapshot(name, revision)
+        pipe = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True, **kwargs)
+    else:
+        raise ModelNotFoundError(
+            f"model {name!r} not found: it is not 'toy', an existing folder, a .safetensors/.ckpt file, or a hub id"
+        )
+    check_tokenizer(pipe.tokenizer, source["name_or_path"])
+    pipe.set_progress_bar_config(disable=True)
+    pipe.studio_source = source
+    if device is not None:
+        pipe.to(device)
+    return pipe
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
+
+
+def _cached_snapshot(repo_id: str, revision: str | None) -> str:
+    """The local snapshot folder of a hub repo, without any network access."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id, revision=revision, local_files_only=True)
+    except Exception as err:  # LocalEntryNotFoundError, or a cache without this revision
+        raise ModelNotFoundError(
+            f"hub model {repo_id!r} is not in the local Hugging Face cache and nothing is downloaded here; "
+            f"download it on a connected machine (huggingface-cli download {repo_id}) or pass a local folder"
+        ) from err
+
+
+def check_tokenizer(tokenizer, source: str = "the model") -> None:
+    """Refuse a CLIP tokenizer that did not load properly (offline loads can silently yield 2 tokens)."""
+    if tokenizer is None:
+        raise ModelNotFoundError(f"{source} has no tokenizer; a Stable Diffusion pipeline needs its CLIP tokenizer")
+    if len(tokenizer) != CLIP_VOCAB_SIZE:
+        raise ModelNotFoundError(
+            f"the tokenizer of {source} has {len(tokenizer)} tokens instead of CLIP's {CLIP_VOCAB_SIZE}: its "
+            "vocab.json/merges.txt are missing or broken; restore the tokenizer folder"
+        )
+
+
+def replace_components(pipe, **components):
+    """A new pipeline of the same class sharing ``pipe``'s components except those given (nothing is copied)."""
+    kwargs = {**pipe.components, **components}
+    if "requires_safety_checker" in getattr(pipe, "config", {}):
+        kwargs["requires_safety_checker"] = pipe.config.requires_safety_checker
+    new = type(pipe)(**kwargs)
+    new.set_progress_bar_config(disable=True)
+    new.studio_source = getattr(pipe, "studio_source", None)
+    return new
+
+
+def execution_device(pipe) -> torch.device:
+    return next(pipe.unet.parameters()).device
+
+
+# ---------------------------------------------------------------- text conditioning
+
+
+def tokenize(tokenizer, prompts: str | list[str]) -> torch.Tensor:
+    """Token ids padded to the tokenizer's length (77 for SD), as the pipeline pads them."""
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    return tokenizer(
+        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+
+
+def encode_prompts(tokenizer, text_encoder, prompts: str | list[str]) -> torch.Tensor:
+    """The UNet's conditioning (the encoder's last hidden state) for ``prompts``."""
+    device = next(text_encoder.parameters()).device
+    return text_encoder(tokenize(tokenizer, prompts).to(device))[0]
+
+
+def encode_embeddings(text_encoder, inputs_embeds: torch.Tensor) -> torch.Tensor:
+    """Run a ``CLIPTextModel`` on token embeddings instead of ids: positions, causal encoder, final layer norm.
+
+    transformers 5's ``CLIPTextModel.forward`` only takes ``input_ids``, so this runs its parts in order. The output
+    equals ``text_encoder(input_ids).last_hidden_state`` when ``inputs_embeds`` are the ids' embeddings.
+    """
+    from transformers.masking_utils import create_causal_mask
+
+    seq_len = inputs_embeds.shape[1]
+    positions = text_encoder.embeddings.position_ids[:, :seq_len]
+    hidden = inputs_embeds + text_encoder.embeddings.position_embedding(positions)
+    mask = create_causal_mask(config=text_encoder.config, inputs_embeds=hidden, attention_mask=None, cache=None)
+    hidden = text_encoder.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True).last_hidden_state
+    return text_encoder.final_layer_norm(hidden)
+
+
+def splice_prefix(input_ids: torch.Tensor, token_embeds: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+    """Insert ``k`` embeddings right after the start token: ``[SOT, prefix_1..k, prompt tokens, EOT, pad...]``.
+
+    Args:
+        input_ids (`torch.LongTensor` of shape `(B, L)`): the prompt's padded ids.
+        token_embeds (`torch.Tensor` of shape `(B, L, D)`): their embeddings.
+        prefix (`torch.Tensor` of shape `(k, D)` or `(B, k, D)`): the continuous embeddings to splice in.
+
+    Returns:
+        `torch.Tensor` of shape `(B, L, D)`: the sequence is kept at length ``L``, so the last ``k`` positions (pads,
+        or the prompt's tail if it was full) drop out.
+    """
+    if prefix.dim() == 2:
+        prefix = prefix.unsqueeze(0).expand(input_ids.shape[0], -1, -1)
+    k = prefix.shape[1]
+    length = input_ids.shape[1]
+    spliced = torch.cat([token_embeds[:, :1], prefix.to(token_embeds.dtype), token_embeds[:, 1 : length - k]], dim=1)
+    return spliced
+
+
+def encode_with_prefix(tokenizer, text_encoder, prompts: str | list[str], prefix: torch.Tensor) -> torch.Tensor:
+    """Encode ``prompts`` with continuous prefix embeddings after the start token (gradients flow into ``prefix``)."""
+    device = next(text_encoder.parameters()).device
+    ids = tokenize(tokenizer, prompts).to(device)
+    embeds = text_encoder.embeddings.token_embedding(ids)
+    return encode_embeddings(text_encoder, splice_prefix(ids, embeds, prefix))
+
+
+# ---------------------------------------------------------------- sampling and conversions
+
+
+def fresh_scheduler(pipe_or_scheduler):
+    """An independent copy of a pipeline's scheduler (``set_timesteps`` mutates scheduler state)."""
+    scheduler = getattr(pipe_or_scheduler, "scheduler", pipe_or_scheduler)
+    return type(scheduler).from_config(scheduler.config)
+
+
+def guided_noise(
+    unet, latents: torch.Tensor, t, cond: torch.Tensor, uncond: torch.Tensor | None, guidance_scale: float
+) -> torch.Tensor:
+    """Classifier-free-guided noise prediction in one batched UNet call: ε∅ + w·(ε_c − ε∅)."""
+    if uncond is None or guidance_scale == 1.0:
+        return unet(latents, t, encoder_hidden_states=cond).sample
+    both = unet(torch.cat([latents, latents]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
+    eps_uncond, eps_cond = both.chunk(2)
+    return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+
+
+@torch.no_grad()
+def sample_until(
+    unet,
+    scheduler,
+    cond: torch.Tensor,
+    uncond: torch.Tensor | None,
+    *,
+    stop_step: int,
+    num_inference_steps: int,
+    guidance_scale: float,
+    generator: torch.Generator | None = None,
+    latents: torch.Tensor | None = None,
+    latent_shape: tuple[int, ...] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the scheduler's sampler from pure noise for ``stop_step`` steps and return ``(latents, t)``.
+
+    ``t`` is the timestep the returned latents sit at (the next one the sampler would denoise), so a UNet queried at
+    ``t`` sees the noise level it expects. ``stop_step=0`` returns the initial noise.
+
+    Args:
+        unet: the UNet that drives the sampler.
+        scheduler: a scheduler (it is copied, never mutated).
+        cond, uncond (`torch.Tensor`): text conditioning, batch-first; ``uncond`` may be ``None`` for no guidance.
+        stop_step (`int`): number of sampler steps to run, ``0 <= stop_step < num_inference_steps``.
+        latent_shape (`tuple`, *optional*): ``(B, C, H, W)``; defaults to the UNet's sample size.
+    """
+    if not 0 <= stop_step < num_inference_steps:
+        raise ValueError(f"stop_step must be in [0, {num_inference_steps}), got {stop_step}")
+    scheduler = fresh_scheduler(scheduler)
+    device = cond.device
+    scheduler.set_timesteps(num_inference_steps, device=device)
+    if latents is None:
+        if latent_shape is None:
+            size = unet.config.sample_size
+            latent_shape = (cond.shape[0], unet.config.in_channels, size, size)
+        latents = torch.randn(latent_shape, generator=generator, device="cpu").to(device, cond.dtype)
+        latents = latents * scheduler.init_noise_sigma
+    for t in scheduler.timesteps[:stop_step]:
+        model_input = scheduler.scale_model_input(latents, t)
+        eps = guided_noise(unet, model_input, t, cond, uncond, guidance_scale)
+        latents = scheduler.step(eps, t, latents).prev_sample
+    return latents, scheduler.timesteps[stop_step]
+
+
+def _alpha_bar(alphas_cumprod: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
+    t = torch.as_tensor(t, device=alphas_cumprod.device).long().reshape(-1)
+    a = alphas_cumprod[t].to(like.device, like.dtype)
+    return a.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def eps_to_x0(eps: torch.Tensor, x_t: torch.Tensor, t, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """x̂0 = (x_t − √(1−ᾱ_t)·ε) / √ᾱ_t, per sample (``t`` may be a scalar or one timestep per sample)."""
+    a = _alpha_bar(alphas_cumprod, t, x_t)
+    return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+
+
+def x0_to_eps(x0: torch.Tensor, x_t: torch.Tensor, t, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """ε = (x_t − √ᾱ_t·x0) / √(1−ᾱ_t)."""
+    a = _alpha_bar(alphas_cumprod, t, x_t)
+    return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+
+def frozen_copy(module: torch.nn.Module, dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """A deep copy with gradients off and in eval mode (for the frozen reference networks of a method)."""
+    clone = copy.deepcopy(module).eval().requires_grad_(False)
+    return clone.to(dtype) if dtype is not None else clone
+
+
+def trainable_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A deep fp32 copy with every gradient off; the method then turns on the parameters it trains."""
+    return copy.deepcopy(module).float().train().requires_grad_(False)
+
+
+@torch.no_grad()
+def generate(
+    pipe,
+    prompts: list[str],
+    *,
+    seeds: list[int] | int = 0,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """Images in [0, 1] ``(N, 3, H, W)``, one per prompt, each from its own seeded generator (batch-independent)."""
+    if isinstance(seeds, int):
+        seeds = [seeds + i for i in range(len(prompts))]
+    if len(seeds) != len(prompts):
+        raise ValueError("give one seed per prompt")
+    kwargs: dict[str, Any] = {"output_type": "pt"}
+    if num_inference_steps is not None:
+        kwargs["num_inference_steps"] = num_inference_steps
+    if guidance_scale is not None:
+        kwargs["guidance_scale"] = guidance_scale
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds[start : start + batch_size]]
+        out.append(pipe(chunk, generator=gens, **kwargs).images.cpu())
+    return torch.cat(out) if out else torch.empty(0)

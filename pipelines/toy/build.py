@@ -1,0 +1,365 @@
+"""Train the toy world from scratch: the judge, the VAE, the text encoder + UNet, and the toy CLIP.
+
+``erasure-studio toy build`` runs this. Each stage is an explicit, unrolled loop with a tqdm bar; everything is
+seeded, and the weights are written as safetensors with a checksum list. On 2 CPU cores the whole build takes about
+half an hour (the README records the measured time).
+
+Recipes follow the feasibility run in ENVIRONMENT.md: a latent space of 8x8x4, a UNet with cross-attention at 8x8,
+4x4 and the middle block, classifier-free-guidance dropout of 10 %, EMA weights, DDIM sampling.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from .models import (
+    CLIP_IMAGE_MEAN,
+    CLIP_IMAGE_STD,
+    CLIP_PROJECTION_DIM,
+    CLIP_TEXT_CONFIG,
+    CLIP_VISION_CONFIG,
+    HEADS,
+    SCHEDULER_CONFIG,
+    TEXT_ENCODER_CONFIG,
+    UNET_CONFIG,
+    VAE_CONFIG,
+    ToyJudgeNet,
+    write_clip_tokenizer,
+)
+from .world import COLOURS, OBJECTS, attribute_labels, caption, make_dataset, prompt_for
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("judge", "vae", "sd", "clip")
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 ``(N, H, W, 3)`` -> float ``(N, 3, H, W)`` in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def _cosine_lr(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p, 1 - decay)
+
+
+# ---------------------------------------------------------------- judge
+
+
+def train_judge(out: Path, *, seed: int = 0, steps: int = 1500, batch_size: int = 128) -> dict:
+    """The toy judge: object, colour, style and background heads, trained on renders of every combination."""
+    torch.manual_seed(seed)
+    images, scenes = make_dataset(24000, seed=seed + 1, split="all")
+    x_all = to_tensor(images)
+    labels = {k: torch.from_numpy(v) for k, v in attribute_labels(scenes).items()}
+    model = ToyJudgeNet()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(seed)
+    for step in (bar := tqdm(range(steps), desc="judge")):
+        for group in opt.param_groups:
+            group["lr"] = 2e-3 * _cosine_lr(step, steps, 100)
+        idx = torch.randint(len(x_all), (batch_size,), generator=gen)
+        x = x_all[idx]
+        # Augment toward what generated samples look like: a little blur and noise.
+        blur = (torch.rand(batch_size, 1, 1, 1, generator=gen) < 0.4).float()
+        x = blur * F.avg_pool2d(x, 3, 1, 1, count_include_pad=False) + (1 - blur) * x
+        x = x + torch.randn(x.shape, generator=gen) * 0.06 * torch.rand(batch_size, 1, 1, 1, generator=gen)
+        logits = model(x)
+        loss = sum(F.cross_entropy(logits[k], labels[k][idx]) for k in HEADS)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+
+    model.eval()
+    test_images, test_scenes = make_dataset(3000, seed=seed + 999, split="all")
+    with torch.no_grad():
+        logits = model(to_tensor(test_images))
+    test_labels = attribute_labels(test_scenes)
+    accuracy = {k: float((logits[k].argmax(-1).numpy() == test_labels[k]).mean()) for k in HEADS}
+    folder = out / "judge"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps({"width": 32, "heads": {k: list(v) for k, v in HEADS.items()}}))
+    return {"heldout_accuracy": accuracy, "steps": steps}
+
+
+# ---------------------------------------------------------------- VAE
+
+
+def train_vae(out: Path, *, seed: int = 0, steps: int = 1200, batch_size: int = 64) -> dict:
+    """AutoencoderKL 32x32x3 -> 8x8x4. Reconstruction MSE plus a tiny KL, as SD's VAE is trained (minus the GAN)."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    images, _ = make_dataset(16000, seed=seed + 2, split="train")
+    x_all = to_tensor(images)
+    vae = AutoencoderKL(**VAE_CONFIG)
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(seed)
+    for step in (bar := tqdm(range(steps), desc="vae")):
+        for group in opt.param_groups:
+            group["lr"] = 1e-3 * _cosine_lr(step, steps, 50)
+        x = x_all[torch.randint(len(x_all), (batch_size,), generator=gen)]
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample(generator=gen)).sample
+        loss = F.mse_loss(recon, x) + 1e-6 * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 25 == 0:
+            bar.set_postfix(loss=f"{loss.item():.5f}")
+
+    vae.eval()
+    with torch.no_grad():
+        x = x_all[:2000]
+        latents = vae.encode(x).latent_dist.mean
+        mse = F.mse_loss(vae.decode(latents).sample, x).item()
+    # SD's convention: latents are multiplied by 1/std so that they have unit variance.
+    scaling_factor = float(1.0 / latents.std())
+    vae.register_to_config(scaling_factor=round(scaling_factor, 5))
+    vae.save_pretrained(out / "sd" / "vae")
+    return {"reconstruction_mse": mse, "scaling_factor": scaling_factor, "steps": steps}
+
+
+# ---------------------------------------------------------------- text encoder + UNet
+
+
+def _tokenize(tokenizer, prompts: list[str]) -> torch.Tensor:
+    return tokenizer(
+        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+
+
+def train_sd(
+    out: Path,
+    *,
+    seed: int = 0,
+    steps: int = 4000,
+    batch_size: int = 64,
+    num_images: int = 30000,
+    learning_rate: float = 4e-4,
+    ema_decay: float = 0.999,
+) -> dict:
+    """Train the CLIP text encoder and the UNet jointly on the toy world's captions, with CFG dropout and EMA."""
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(seed)
+    sd_dir = out / "sd"
+    tokenizer_dir = write_clip_tokenizer(sd_dir / "tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir)
+    vae = AutoencoderKL.from_pretrained(sd_dir / "vae").eval()
+
+    images, scenes = make_dataset(num_images, seed=seed + 3, split="train")
+    with torch.no_grad():
+        stats = [vae.encode(chunk).latent_dist for chunk in to_tensor(images).split(500)]
+    latent_mean = torch.cat([s.mean for s in stats])
+    latent_std = torch.cat([s.std for s in stats])
+    scaling = vae.config.scaling_factor
+
+    unet = UNet2DConditionModel(**UNET_CONFIG)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_ENCODER_CONFIG))
+    ema_unet, ema_text = copy.deepcopy(unet).eval(), copy.deepcopy(text_encoder).eval()
+    noise_scheduler = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k != "set_alpha_to_one"})
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=1e-2)
+
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    history = []
+    for step in (bar := tqdm(range(steps), desc="toy sd (unet + text encoder)")):
+        for group in opt.param_groups:
+            group["lr"] = learning_rate * _cosine_lr(step, steps, 200)
+        idx = torch.randint(num_images, (batch_size,), generator=gen)
+        latents = latent_mean[idx] + latent_std[idx] * torch.randn(latent_mean[idx].shape, generator=gen)
+        latents = latents * scaling
+        # Classifier-free guidance dropout: 10 % of captions are empty.
+        prompts = ["" if rng.random() < 0.1 else caption(scenes[i], rng) for i in idx.tolist()]
+        encoder_hidden_states = text_encoder(_tokenize(tokenizer, prompts))[0]
+        noise = torch.randn(latents.shape, generator=gen)
+        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch_size,), generator=gen)
+        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+        pred = unet(noisy, timesteps, encoder_hidden_states).sample
+        loss = F.mse_loss(pred, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        # Warm the EMA up so early weights do not linger (decay ramps to ``ema_decay``).
+        decay = min(ema_decay, (1 + step) / (10 + step))
+        _ema_update(ema_unet, unet, decay)
+        _ema_update(ema_text, text_encoder, decay)
+        if step % 20 == 0:
+            history.append({"step": step, "loss": loss.item()})
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=ema_text,
+        tokenizer=tokenizer,
+        unet=ema_unet,
+        scheduler=DDIMScheduler(**SCHEDULER_CONFIG),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    _save_half(pipe, sd_dir)
+    return {"steps": steps, "final_loss": float(np.mean([h["loss"] for h in history[-20:]])), "loss": history}
+
+
+def _save_half(pipe, folder: Path) -> None:
+    """Save the pipeline with UNet and text encoder weights in fp16 (the package size budget) that load as fp32.
+
+    diffusers models load in fp32 unless asked otherwise; for transformers, ``dtype: float32`` in the config keeps
+    ``from_pretrained`` in fp32 too. Rounding the trained weights to fp16 changes no sample measurably (the
+    benchmarks run on the shipped weights).
+    """
+    pipe.save_pretrained(folder, safe_serialization=True)
+    for name in ("unet", "text_encoder"):
+        module = copy.deepcopy(getattr(pipe, name)).half()
+        module.save_pretrained(folder / name, safe_serialization=True)
+    config_path = folder / "text_encoder" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["dtype"] = "float32"
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
+# ---------------------------------------------------------------- CLIP
+
+
+def train_clip(out: Path, *, seed: int = 0, steps: int = 2000, batch_size: int = 256) -> dict:
+    """A ``transformers.CLIPModel`` trained contrastively on renders and their captions (symmetric InfoNCE)."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    torch.manual_seed(seed)
+    clip_dir = out / "clip"
+    tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(clip_dir))
+    config = CLIPConfig(
+        text_config=CLIP_TEXT_CONFIG, vision_config=CLIP_VISION_CONFIG, projection_dim=CLIP_PROJECTION_DIM
+    )
+    model = CLIPModel(config)
+    images, scenes = make_dataset(20000, seed=seed + 4, split="train")
+    scene_ids = torch.tensor([hash(tuple(s.to_dict().values())) for s in scenes])
+    mean = torch.tensor(CLIP_IMAGE_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_IMAGE_STD).view(1, 3, 1, 1)
+    pixels = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.05)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    for step in (bar := tqdm(range(steps), desc="toy clip")):
+        for group in opt.param_groups:
+            group["lr"] = 5e-4 * _cosine_lr(step, steps, 100)
+        idx = torch.randint(len(pixels), (batch_size,), generator=gen)
+        text = tokenizer([caption(scenes[i], rng) for i in idx.tolist()], padding=True, return_tensors="pt")
+        output = model(input_ids=text.input_ids, attention_mask=text.attention_mask, pixel_values=pixels[idx])
+        # Captions of identical scenes are true positives too: use soft targets over matching attributes.
+        ids = scene_ids[idx]
+        same = (ids[:, None] == ids[None, :]).float()
+        targets = same / same.sum(1, keepdim=True)
+        loss = 0.5 * (
+            torch.sum(-targets * F.log_softmax(output.logits_per_image, -1), -1).mean()
+            + torch.sum(-targets * F.log_softmax(output.logits_per_text, -1), -1).mean()
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 25 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+
+    model.eval()
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessor(
+            do_resize=True,
+            size={"shortest_edge": 32},
+            do_center_crop=True,
+            crop_size={"height": 32, "width": 32},
+            image_mean=list(CLIP_IMAGE_MEAN),
+            image_std=list(CLIP_IMAGE_STD),
+        ),
+        tokenizer=tokenizer,
+    )
+    model.save_pretrained(clip_dir, safe_serialization=True)
+    processor.save_pretrained(clip_dir)
+    return {"steps": steps, "final_loss": loss.item()}
+
+
+# ---------------------------------------------------------------- driver
+
+
+def sample_accuracy(pipe, judge, *, seeds: int = 4, guidance_scale: float | None = None, steps: int | None = None):
+    """Judge samples of "a {colour} {object}" over every object and colour: (object accuracy, colour accuracy)."""
+    prompts = [prompt_for(o, c) for o in OBJECTS for c in COLOURS]
+    kwargs = {}
+    if guidance_scale is not None:
+        kwargs["guidance_scale"] = guidance_scale
+    if steps is not None:
+        kwargs["num_inference_steps"] = steps
+    gen = torch.Generator().manual_seed(0)
+    images = pipe(prompts * seeds, generator=gen, output_type="pt", **kwargs).images
+    attrs = judge.classify(images * 2 - 1)
+    objects = [o for o in OBJECTS for _ in COLOURS] * seeds
+    colours = [c for _ in OBJECTS for c in COLOURS] * seeds
+    obj_acc = float(np.mean([a["object"] == o for a, o in zip(attrs, objects)]))
+    col_acc = float(np.mean([a["colour"] == c for a, c in zip(attrs, colours)]))
+    return obj_acc, col_acc
+
+
+def write_checksums(folder: Path) -> Path:
+    """Write ``CHECKSUMS.sha256`` (``sha256  relative/path``) for every file under ``folder``."""
+    import hashlib
+
+    lines = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "CHECKSUMS.sha256"):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        lines.append(f"{digest}  {path.relative_to(folder).as_posix()}")
+    target = folder / "CHECKSUMS.sha256"
+    target.write_text("\n".join(lines) + "\n")
+    return target
+
+
+def build(output_dir: str | Path, *, stages: tuple[str, ...] = STAGES, seed: int = 0, sd_steps: int = 4000) -> dict:
+    """Build the requested stages into ``output_dir`` and return a report with durations and quality numbers."""
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report_path = out / "build_report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    for stage in stages:
+        start = time.perf_counter()
+        if stage == "judge":
+            result = train_judge(out, seed=seed)
+        elif stage == "vae":
+            result = train_vae(out, seed=seed)
+        elif stage == "sd":
+            result = train_sd(out, seed=seed, steps=sd_steps)
+        elif stage == "clip":
+            result = train_clip(out, seed=seed)
+        else:
+            raise ValueError(f"unknown toy build stage {stage!r}; choose from {', '.join(STAGES)}")
+        result["seconds"] = round(time.perf_counter() - start, 1)
+        report[stage] = result
+        report_path.write_text(json.dumps(report, indent=2))
+        logger.info("toy build: %s done in %.0f s", stage, result["seconds"])
+    write_checksums(out)
+    return report

@@ -1,0 +1,1 @@
+"""The command line (``erasure-studio``) and the Gradio studio."""
