@@ -25,7 +25,7 @@ from .base import (
 )
 
 # Methods register themselves on import (peft's pattern): importing the package completes the registry.
-from . import esd  # noqa: E402, F401  isort: skip
+from . import advunlearn, esd  # noqa: E402, F401  isort: skip
 
 __all__ = [
     "EraseConfig",

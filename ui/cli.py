@@ -343,11 +343,25 @@ def _register_later_commands() -> None:
             COMMANDS[name] = getattr(mod, func)
 
 
+def quiet_libraries() -> None:
+    """Silence the loading progress bars and info logs of diffusers/transformers; our own bars stay."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        import diffusers.utils.logging as diffusers_logging
+        import transformers.utils.logging as transformers_logging
+    except ImportError:  # pragma: no cover
+        return
+    for lib in (diffusers_logging, transformers_logging):
+        lib.disable_progress_bar()
+        lib.set_verbosity_error()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``erasure-studio`` console script. Returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    quiet_libraries()
     _register_later_commands()
     if not argv or argv[0] in ("-h", "--help"):
         print(f"usage: {PROG} COMMAND [options]\n\ncommands: {', '.join(COMMANDS)}\n")

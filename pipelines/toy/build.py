@@ -155,7 +155,7 @@ def train_sd(
     out: Path,
     *,
     seed: int = 0,
-    steps: int = 4000,
+    steps: int = 3500,
     batch_size: int = 64,
     num_images: int = 30000,
     learning_rate: float = 4e-4,
@@ -317,7 +317,7 @@ def sample_accuracy(pipe, judge, *, seeds: int = 4, guidance_scale: float | None
         kwargs["num_inference_steps"] = steps
     gen = torch.Generator().manual_seed(0)
     images = pipe(prompts * seeds, generator=gen, output_type="pt", **kwargs).images
-    attrs = judge.classify(images * 2 - 1)
+    attrs = judge.classify(images)
     objects = [o for o in OBJECTS for _ in COLOURS] * seeds
     colours = [c for _ in OBJECTS for c in COLOURS] * seeds
     obj_acc = float(np.mean([a["object"] == o for a, o in zip(attrs, objects)]))
@@ -338,7 +338,7 @@ def write_checksums(folder: Path) -> Path:
     return target
 
 
-def build(output_dir: str | Path, *, stages: tuple[str, ...] = STAGES, seed: int = 0, sd_steps: int = 4000) -> dict:
+def build(output_dir: str | Path, *, stages: tuple[str, ...] = STAGES, seed: int = 0, sd_steps: int = 3500) -> dict:
     """Build the requested stages into ``output_dir`` and return a report with durations and quality numbers."""
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(output_dir)

@@ -1,0 +1,58 @@
+"""Test setup: offline, seeded, quiet. Fixtures give the toy world's pipeline and a tiny random one."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from pipelines.sd import TOY_DIR  # noqa: E402
+
+HAS_TOY_SD = (TOY_DIR / "sd" / "model_index.json").exists()
+needs_toy_sd = pytest.mark.skipif(not HAS_TOY_SD, reason="toy SD weights not built (erasure-studio toy build)")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe():
+    """A random-init tiny SD pipeline (seed 0). Do not mutate it: methods never do, and tests check that."""
+    from pipelines.tiny import tiny_sd
+
+    return tiny_sd(0)
+
+
+@pytest.fixture(scope="session")
+def other_tiny_pipe():
+    """A second tiny pipeline with different weights: a different base model."""
+    from pipelines.tiny import tiny_sd
+
+    return tiny_sd(1)
+
+
+@pytest.fixture(scope="session")
+def toy_pipe():
+    """The bundled toy Stable Diffusion."""
+    if not HAS_TOY_SD:
+        pytest.skip("toy SD weights not built")
+    from pipelines.sd import load_sd
+
+    return load_sd("toy")
+
+
+@pytest.fixture(scope="session")
+def toy_judge():
+    from eval.judges import load_judge
+
+    return load_judge("toy")

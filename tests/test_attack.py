@@ -1,0 +1,113 @@
+"""UnlearnDiffAtk: the simplex projection, the straight-through sampler, report bookkeeping, resume, and the paper's
+central finding on the toy world (an ESD-erased model can be prompted back into drawing the concept)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import needs_toy_sd
+
+from eval.judges import Judge, Verdict
+from eval.prompts import PromptRow, PromptSet
+from eval.unlearndiffatk import AttackConfig, AttackRecord, AttackReport, attack, project_to_simplex, sample_one_hot
+
+
+class BrightJudge(Judge):
+    """A deterministic fake judge: "bright" means the mean pixel value is above a threshold."""
+
+    name = "bright"
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+
+    def knows(self, concept: str) -> bool:
+        return concept == "bright"
+
+    def judge(self, images, concept):
+        means = images.mean(dim=(1, 2, 3))
+        return [Verdict(bool(m > self.threshold), float(m), "bright" if m > self.threshold else "dark") for m in means]
+
+
+def test_projection_lands_on_the_simplex_and_is_the_closest_point():
+    torch.manual_seed(0)
+    p = torch.randn(4, 50) * 3
+    q = project_to_simplex(p)
+    assert torch.all(q >= 0)
+    assert torch.allclose(q.sum(-1), torch.ones(4), atol=1e-5)
+    # A point already on the simplex stays put; the projection beats random simplex points in distance.
+    assert torch.allclose(project_to_simplex(q), q, atol=1e-6)
+    for _ in range(20):
+        r = project_to_simplex(torch.rand(4, 50))
+        assert torch.all((p - q).norm(dim=-1) <= (p - r).norm(dim=-1) + 1e-5)
+
+
+def test_straight_through_sampler():
+    probs = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], requires_grad=True)
+    one_hot = sample_one_hot(probs, torch.Generator().manual_seed(0))
+    assert torch.equal(one_hot, torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))
+    (one_hot * torch.tensor([[5.0, -5.0, 0.3], [0.0, 0.0, 0.0]])).sum().backward()
+    assert torch.equal(probs.grad, torch.tensor([[1.0, -1.0, 0.3], [0.0, 0.0, 0.0]]))  # hardtanh
+
+
+def test_official_timesteps():
+    assert AttackConfig().sampled_timesteps()[:3] == [10, 30, 50]
+    assert AttackConfig().sampled_timesteps()[-1] == 990 and len(AttackConfig().sampled_timesteps()) == 50
+
+
+def test_asr_counts_pre_attack_successes():
+    def rec(i, pre, success):
+        return AttackRecord(index=i, prompt="p", seed=0, guidance=7.5, concept="c", pre_success=pre, success=success)
+
+    report = AttackReport([rec(0, True, True), rec(1, False, True), rec(2, False, False), rec(3, False, False)], {},
+                          {}, "c")
+    assert report.pre_asr == 0.25 and report.asr == 0.5
+
+
+def test_attack_runs_and_resumes(tiny_pipe, tmp_path):
+    rows = PromptSet([PromptRow("a bright star", seed=s, guidance=2.0, concept="bright") for s in range(3)])
+    judge = BrightJudge(threshold=2.0)  # never satisfied: every prompt runs the whole (shortened) attack
+    kwargs = dict(num_timesteps=2, iterations_per_timestep=2, num_inference_steps=2, schedule="faithful")
+    report = attack(tiny_pipe, rows, judge, output_dir=tmp_path, **kwargs)
+    assert report.n == 3 and report.asr == 0.0
+    assert all(r.attack_steps == 4 and r.checks == 3 and r.adversarial_prompt for r in report.records)
+    for name in ("report.json", "report.md", "records.jsonl", "asr_vs_steps.png", "grid.png",
+                 "adversarial_embeddings.safetensors"):
+        assert (tmp_path / name).exists(), name
+    summary = json.loads((tmp_path / "report.json").read_text())
+    assert summary["n_prompts"] == 3 and summary["pre_asr"] == 0.0
+    # Resume: nothing is recomputed (a judge that would now succeed changes nothing).
+    again = attack(tiny_pipe, rows, BrightJudge(threshold=-1.0), output_dir=tmp_path, **kwargs)
+    assert again.asr == 0.0
+
+
+def test_no_attack_baseline_and_early_stop(tiny_pipe):
+    rows = PromptSet([PromptRow("a star", seed=0, guidance=2.0, concept="bright")])
+    report = attack(tiny_pipe, rows, BrightJudge(threshold=-1.0), num_inference_steps=2)
+    assert report.records[0].pre_success and report.records[0].attack_steps == 0
+    report = attack(tiny_pipe, rows, BrightJudge(threshold=2.0), method="none", num_inference_steps=2)
+    assert not report.records[0].success and report.records[0].attack_steps == 0
+
+
+def test_unknown_concept_is_a_clear_error(tiny_pipe):
+    with pytest.raises(ValueError, match="does not know"):
+        attack(tiny_pipe, ["a star"], BrightJudge(0.5), concept="dark")
+
+
+@needs_toy_sd
+@pytest.mark.slow
+def test_attack_beats_no_attack_after_esd(toy_pipe, tmp_path):
+    """The paper's central finding: ASR under attack is higher than the no-attack rate on an ESD-erased model."""
+    import erasure
+    from eval.prompts import load_prompts
+    from pipelines.artifacts import _assemble
+
+    result = erasure.erase("esd", toy_pipe, concept="star", preset="toy")
+    erased = _assemble(toy_pipe, result.artifact_kind, result.components)
+    prompts = PromptSet(load_prompts("toy:star").rows[:8])
+    common = dict(base=toy_pipe, concept="star", num_inference_steps=25, seed=0)
+    no_attack = attack(erased, prompts, "toy", method="none", **common)
+    attacked = attack(erased, prompts, "toy", schedule="fast", **common)
+    assert attacked.pre_asr == no_attack.asr
+    assert attacked.asr > no_attack.asr, (no_attack.asr, attacked.asr)
