@@ -38,6 +38,19 @@ def cmd_attack(argv: Sequence[str]) -> int:
     parser.add_argument("--output_dir", default=None, help="Default: runs/attack-<concept>.")
     parser.add_argument("--device", default=None)
     parser.add_argument("--allow_other_base", action="store_true")
+    parser.add_argument("--config", default=None, help="JSON file of the options above (configs/attack/*.json).")
+    pre, _ = parser.parse_known_args(list(argv))
+    if pre.config:
+        from ui.cli import _load_config_file
+
+        values = _load_config_file(pre.config)
+        known = {a.dest for a in parser._actions}
+        unknown = set(values) - known
+        if unknown:
+            from ui.cli import UsageError
+
+            raise UsageError(f"config file {pre.config} has unknown options: {', '.join(sorted(unknown))}")
+        parser.set_defaults(**values)
     args = parser.parse_args(list(argv))
 
     from pathlib import Path
@@ -56,7 +69,9 @@ def cmd_attack(argv: Sequence[str]) -> int:
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(desc=f"{args.attack} on {args.prompts}", unit="prompt")
+    from ui.cli import is_main_process
+
+    bar = tqdm(desc=f"{args.attack} on {args.prompts}", unit="prompt", disable=not is_main_process())
 
     def progress(done: int, total: int, logs: dict) -> None:
         bar.total = total

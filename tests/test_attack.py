@@ -60,8 +60,9 @@ def test_asr_counts_pre_attack_successes():
     def rec(i, pre, success):
         return AttackRecord(index=i, prompt="p", seed=0, guidance=7.5, concept="c", pre_success=pre, success=success)
 
-    report = AttackReport([rec(0, True, True), rec(1, False, True), rec(2, False, False), rec(3, False, False)], {},
-                          {}, "c")
+    report = AttackReport(
+        [rec(0, True, True), rec(1, False, True), rec(2, False, False), rec(3, False, False)], {}, {}, "c"
+    )
     assert report.pre_asr == 0.25 and report.asr == 0.5
 
 
@@ -72,8 +73,14 @@ def test_attack_runs_and_resumes(tiny_pipe, tmp_path):
     report = attack(tiny_pipe, rows, judge, output_dir=tmp_path, **kwargs)
     assert report.n == 3 and report.asr == 0.0
     assert all(r.attack_steps == 4 and r.checks == 3 and r.adversarial_prompt for r in report.records)
-    for name in ("report.json", "report.md", "records.jsonl", "asr_vs_steps.png", "grid.png",
-                 "adversarial_embeddings.safetensors"):
+    for name in (
+        "report.json",
+        "report.md",
+        "records.jsonl",
+        "asr_vs_steps.png",
+        "grid.png",
+        "adversarial_embeddings.safetensors",
+    ):
         assert (tmp_path / name).exists(), name
     summary = json.loads((tmp_path / "report.json").read_text())
     assert summary["n_prompts"] == 3 and summary["pre_asr"] == 0.0

@@ -30,10 +30,24 @@ def other_folder(tmp_path_factory, other_tiny_pipe):
 @pytest.fixture(scope="module")
 def cli_artifact(tmp_path_factory, tiny_folder):
     out = tmp_path_factory.mktemp("runs") / "esd-star"
-    code = main([
-        "erase", "esd", "--concept", "star", "--pretrained_model_name_or_path", str(tiny_folder),
-        "--max_train_steps", "2", "--num_inference_steps", "4", "--output_dir", str(out), "--eval_judge", "none",
-    ])
+    code = main(
+        [
+            "erase",
+            "esd",
+            "--concept",
+            "star",
+            "--pretrained_model_name_or_path",
+            str(tiny_folder),
+            "--max_train_steps",
+            "2",
+            "--num_inference_steps",
+            "4",
+            "--output_dir",
+            str(out),
+            "--eval_judge",
+            "none",
+        ]
+    )
     assert code == 0
     return out
 
@@ -57,10 +71,22 @@ def test_config_file_and_flags(tmp_path, tiny_folder):
     config = tmp_path / "esd.yaml"
     config.write_text("concept: circle\nmax_train_steps: 1\nnegative_guidance: 3.0\nnum_inference_steps: 3\n")
     out = tmp_path / "run"
-    code = main([
-        "erase", "esd", "--config", str(config), "--negative_guidance", "2.5",
-        "--pretrained_model_name_or_path", str(tiny_folder), "--output_dir", str(out), "--eval_judge", "none",
-    ])
+    code = main(
+        [
+            "erase",
+            "esd",
+            "--config",
+            str(config),
+            "--negative_guidance",
+            "2.5",
+            "--pretrained_model_name_or_path",
+            str(tiny_folder),
+            "--output_dir",
+            str(out),
+            "--eval_judge",
+            "none",
+        ]
+    )
     assert code == 0
     cfg = json.loads((out / "erasure.json").read_text())["config"]
     assert cfg["concept"] == "circle" and cfg["max_train_steps"] == 1 and cfg["negative_guidance"] == 2.5
@@ -68,10 +94,23 @@ def test_config_file_and_flags(tmp_path, tiny_folder):
 
 def test_sample_from_an_artifact(cli_artifact, tmp_path, tiny_folder):
     out = tmp_path / "samples"
-    code = main([
-        "sample", str(cli_artifact), "--base", str(tiny_folder), "--prompt", "a star", "--seed", "0", "1",
-        "--num_inference_steps", "3", "--output_dir", str(out),
-    ])
+    code = main(
+        [
+            "sample",
+            str(cli_artifact),
+            "--base",
+            str(tiny_folder),
+            "--prompt",
+            "a star",
+            "--seed",
+            "0",
+            "1",
+            "--num_inference_steps",
+            "3",
+            "--output_dir",
+            str(out),
+        ]
+    )
     assert code == 0
     assert (out / "grid.png").exists() and len(list(out.glob("0*.png"))) == 2
 
@@ -90,8 +129,10 @@ def test_methods_lists_esd(capsys):
         (["erase", "esd", "--concept", "star", "--train_method", "esd-z"], "invalid choice"),
         (["erase", "esd", "--max_train_steps", "2"], "concept is empty"),
         (["erase", "esd", "--concept", "star", "--pretrained_model_name_or_path", "/no/such/model"], "not found"),
-        (["erase", "esd", "--concept", "star", "--pretrained_model_name_or_path", "nobody/no-such-model"],
-         "not in the local Hugging Face cache"),
+        (
+            ["erase", "esd", "--concept", "star", "--pretrained_model_name_or_path", "nobody/no-such-model"],
+            "not in the local Hugging Face cache",
+        ),
         (["erase", "esd", "--concept", "star", "--config", "/no/such.json"], "does not exist"),
         (["frobnicate"], "unknown command"),
     ],
@@ -114,24 +155,47 @@ def test_flipped_byte_artifact(cli_artifact, tmp_path, tiny_folder, capsys):
     data = bytearray(target.read_bytes())
     data[-10] ^= 0xFF
     target.write_bytes(bytes(data))
-    code = main(["sample", str(broken), "--base", str(tiny_folder), "--prompt", "a star", "--output_dir",
-                 str(tmp_path / "s")])
+    code = main(
+        ["sample", str(broken), "--base", str(tiny_folder), "--prompt", "a star", "--output_dir", str(tmp_path / "s")]
+    )
     assert code == 2
     assert "sha256" in _one_line_error(capsys)
     assert not (tmp_path / "s").exists()
 
 
 def test_artifact_on_a_different_base(cli_artifact, tmp_path, other_folder, capsys):
-    code = main(["sample", str(cli_artifact), "--base", str(other_folder), "--prompt", "a star", "--output_dir",
-                 str(tmp_path / "s")])
+    code = main(
+        [
+            "sample",
+            str(cli_artifact),
+            "--base",
+            str(other_folder),
+            "--prompt",
+            "a star",
+            "--output_dir",
+            str(tmp_path / "s"),
+        ]
+    )
     assert code == 2
     assert "--allow_other_base" in _one_line_error(capsys)
 
 
 def test_existing_output_needs_overwrite(cli_artifact, tiny_folder, capsys):
     before = (cli_artifact / "erasure.json").read_bytes()
-    code = main(["erase", "esd", "--concept", "star", "--pretrained_model_name_or_path", str(tiny_folder),
-                 "--max_train_steps", "1", "--output_dir", str(cli_artifact)])
+    code = main(
+        [
+            "erase",
+            "esd",
+            "--concept",
+            "star",
+            "--pretrained_model_name_or_path",
+            str(tiny_folder),
+            "--max_train_steps",
+            "1",
+            "--output_dir",
+            str(cli_artifact),
+        ]
+    )
     assert code == 2
     assert "--overwrite" in _one_line_error(capsys)
     assert (cli_artifact / "erasure.json").read_bytes() == before
@@ -142,7 +206,10 @@ def test_console_script_subprocess(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "ui.cli", "erase", "esd", "--concept", "star", "--learning_rate", "abc"],
-        capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr

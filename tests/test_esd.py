@@ -25,7 +25,12 @@ def test_preset_selects_and_changes_only_its_tensors(preset, tiny_pipe):
         assert not any("attn2" in k for k in selected)
     base = {k: v.clone() for k, v in tiny_pipe.unet.state_dict().items()}
     result = erasure.erase(
-        "esd", tiny_pipe, concept="star", train_method=preset, max_train_steps=2, learning_rate=1e-2,
+        "esd",
+        tiny_pipe,
+        concept="star",
+        train_method=preset,
+        max_train_steps=2,
+        learning_rate=1e-2,
         num_inference_steps=4,
     )
     after = result.components["unet"].state_dict()

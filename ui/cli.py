@@ -146,7 +146,12 @@ def cmd_erase(argv: Sequence[str]) -> int:
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=config.max_train_steps, desc=f"{method.name}: erasing '{config.concept}'", unit="step")
+    bar = tqdm(
+        total=config.max_train_steps,
+        desc=f"{method.name}: erasing '{config.concept}'",
+        unit="step",
+        disable=not is_main_process(),
+    )
 
     def callback(step: int, total: int, logs: dict[str, float]) -> None:
         bar.update(step - bar.n)
@@ -154,6 +159,8 @@ def cmd_erase(argv: Sequence[str]) -> int:
 
     result = method(config).erase(model, callback=callback)
     bar.close()
+    if not is_main_process():
+        return 0  # under `accelerate launch`, process 0 evaluates and writes the artifact
 
     evaluation = None
     judge_name = args.eval_judge
@@ -164,6 +171,25 @@ def cmd_erase(argv: Sequence[str]) -> int:
     path = result.save(output_dir, base_model=model, overwrite=args.overwrite, evaluation=evaluation)
     _print_summary(result, path, evaluation)
     return 0
+
+
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of a multi-process launch (accelerate launch / torchrun)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _finish_distributed(code: int) -> int:
+    """End a multi-process run cleanly. accelerate on CPU sometimes aborts at interpreter exit ("terminate called
+    without an active exception", ENVIRONMENT.md); leaving through ``os._exit`` after the group is destroyed avoids it.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _load_model(model_type: str, name_or_path: str, *, device: str, revision: str | None = None):
@@ -371,13 +397,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command not in COMMANDS:
             raise UsageError(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
-        return COMMANDS[command](rest)
+        code = COMMANDS[command](rest)
     except StudioError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; nothing was saved", file=sys.stderr)
-        return 130
+        code = 130
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        _finish_distributed(code)
+    return code
 
 
 if __name__ == "__main__":
