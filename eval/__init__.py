@@ -1,19 +1,41 @@
-"""Evaluation: judges, the UnlearnDiffAtk attack, utility metrics, scorecards and reports."""
+"""Evaluation: judges, the UnlearnDiffAtk attack, utility metrics, scorecards and reports.
 
+``eval.scorecard`` is the function (DESIGN.md's contract); its module is ``eval.scorecard`` in ``sys.modules`` and
+``from eval.scorecard import cmd_eval`` still works.
+"""
+
+from .accuracy import AccuracyResult, Prediction, accuracy_from_pipeline, ua_ira_cra
+from .clip_score import ClipScoreResult, clip_score, clip_scores, load_clip
+from .fid import DistanceResult, frechet_distance, kernel_distance, load_feature_extractor
 from .judges import Judge, Verdict, list_judges, load_judge, register_judge
 from .prompts import PromptRow, PromptSet, load_prompts
+from .scorecard import Scorecard, scorecard
 from .unlearndiffatk import AttackConfig, AttackReport, attack
 
 __all__ = [
+    "AccuracyResult",
     "AttackConfig",
     "AttackReport",
+    "ClipScoreResult",
+    "DistanceResult",
     "Judge",
+    "Prediction",
     "PromptRow",
     "PromptSet",
+    "Scorecard",
     "Verdict",
+    "accuracy_from_pipeline",
     "attack",
+    "clip_score",
+    "clip_scores",
+    "frechet_distance",
+    "kernel_distance",
     "list_judges",
+    "load_clip",
+    "load_feature_extractor",
     "load_judge",
     "load_prompts",
     "register_judge",
+    "scorecard",
+    "ua_ira_cra",
 ]

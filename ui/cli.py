@@ -15,6 +15,7 @@ Bad input prints one line naming the problem and the fix, and exits with status 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -362,7 +363,7 @@ def _register_later_commands() -> None:
         ("run", "pipelines.jobs", "cmd_run"),
     ):
         try:
-            mod = __import__(module, fromlist=[func])
+            mod = importlib.import_module(module)
         except ImportError:
             continue
         if hasattr(mod, func):

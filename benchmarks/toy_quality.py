@@ -1,0 +1,159 @@
+"""Quality bars of the bundled toy world, written to JSON (``benchmarks/results/toy_quality.json``).
+
+- judge: accuracy per head on fresh renders (every combination, held-out ones included);
+- toy SD with the pipeline's defaults (DDIM, 50 steps, guidance 7.5): does the judge find the named object and colour
+  in samples of "a {colour} {object}" (every object x colour, 4 seeds); the same with a synonym for the object; and on
+  the held-out object/colour combinations (never seen in training);
+- toy CLIP: zero-shot accuracy on objects and on colours of fresh renders;
+- speed: seconds to sample one 25-step 32x32 image (median of 5, after a warm-up);
+- ESD on the toy world: the star rate before and after erasing "star", and the largest shift on other objects.
+
+Run: ``python benchmarks/toy_quality.py [--quick]`` (about 3 minutes on 2 CPU cores; ``--quick`` uses 2 seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eval.judges import load_judge
+from pipelines.sd import generate, load_sd
+from pipelines.toy.world import COLOURS, HELD_OUT, OBJECTS, WORDS, attribute_labels, make_dataset, prompt_for
+
+OUT = Path(__file__).resolve().parent / "results" / "toy_quality.json"
+
+
+def judge_accuracy(judge, n: int = 3000) -> dict[str, float]:
+    images, scenes = make_dataset(n, seed=2024, split="all")
+    labels = attribute_labels(scenes)
+    predicted = judge.classify(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+    return {
+        head: float(np.mean([p[head] == v[head] for p, v in zip(predicted, [s.to_dict() for s in scenes])]))
+        for head in labels
+    }
+
+
+def sample_accuracy(pipe, judge, pairs, seeds: int, *, synonym: bool = False, **kwargs) -> dict[str, float]:
+    """Fraction of samples in which the judge finds the named object, and the named colour."""
+    prompts, objects, colours, seed_list = [], [], [], []
+    for obj, col in pairs:
+        word = WORDS[obj][1] if synonym else None
+        for s in range(seeds):
+            prompts.append(prompt_for(obj, col, word=word))
+            objects.append(obj)
+            colours.append(col)
+            seed_list.append(1000 + s)
+    images = generate(pipe, prompts, seeds=seed_list, **kwargs)
+    predicted = judge.classify(images)
+    return {
+        "object": float(np.mean([p["object"] == o for p, o in zip(predicted, objects)])),
+        "colour": float(np.mean([p["colour"] == c for p, c in zip(predicted, colours)])),
+        "samples": len(prompts),
+    }
+
+
+def clip_zero_shot(n: int = 1000) -> dict[str, float]:
+    from transformers import CLIPModel, CLIPProcessor
+
+    from pipelines.sd import toy_path
+
+    folder = toy_path("clip")
+    model = CLIPModel.from_pretrained(folder).eval()
+    processor = CLIPProcessor.from_pretrained(folder)
+    images, scenes = make_dataset(n, seed=77, split="all")
+    pixels = processor(images=list(images), return_tensors="pt").pixel_values
+    with torch.no_grad():
+        image_emb = torch.nn.functional.normalize(model.get_image_features(pixel_values=pixels), dim=-1)
+
+        def text_emb(prompts):
+            tokens = processor(text=prompts, return_tensors="pt", padding=True)
+            return torch.nn.functional.normalize(model.get_text_features(**tokens), dim=-1)
+
+        obj_pred = (image_emb @ text_emb([prompt_for(o) for o in OBJECTS]).T).argmax(-1)
+        # Colours: score every "a {colour} {object}" prompt and marginalise over objects.
+        pair_logits = image_emb @ text_emb([prompt_for(o, c) for c in COLOURS for o in OBJECTS]).T
+        col_pred = pair_logits.view(n, len(COLOURS), len(OBJECTS)).logsumexp(-1).argmax(-1)
+    return {
+        "object": float(np.mean([OBJECTS[i] == s.object for i, s in zip(obj_pred.tolist(), scenes)])),
+        "colour": float(np.mean([COLOURS[i] == s.colour for i, s in zip(col_pred.tolist(), scenes)])),
+        "samples": n,
+    }
+
+
+def sampling_seconds(pipe) -> float:
+    generator = torch.Generator().manual_seed(0)
+    pipe("a red star", num_inference_steps=25, generator=generator)  # warm-up
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        pipe("a red star", num_inference_steps=25, generator=generator)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def esd_toy() -> dict:
+    import erasure
+    from eval.rates import erasure_rates
+    from pipelines.artifacts import _assemble
+
+    pipe = load_sd("toy")
+    start = time.perf_counter()
+    result = erasure.erase("esd", pipe, concept="star", preset="toy")
+    seconds = time.perf_counter() - start
+    erased = _assemble(pipe, result.artifact_kind, result.components)
+    rates = erasure_rates(pipe, erased, "star", "toy", seeds=4, num_inference_steps=25)
+    return {
+        "erase_seconds": round(seconds, 1),
+        **{k: rates[k] for k in ("before", "after", "forget_drop", "max_other_shift")},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 seeds instead of 4")
+    parser.add_argument("--output", default=str(OUT))
+    args = parser.parse_args()
+    seeds = 2 if args.quick else 4
+    torch.manual_seed(0)
+    judge = load_judge("toy")
+    pipe = load_sd("toy")
+    all_pairs = [(o, c) for o in OBJECTS for c in COLOURS if (o, c) not in HELD_OUT]
+    report = {
+        "machine": "2 CPU cores" if torch.get_num_threads() <= 2 else f"{torch.get_num_threads()} threads",
+        "judge_accuracy_heldout_renders": judge_accuracy(judge),
+        "sd_defaults": {"scheduler": type(pipe.scheduler).__name__, "num_inference_steps": 50, "guidance_scale": 7.5},
+        "sd_trained_pairs": sample_accuracy(pipe, judge, all_pairs, seeds),
+        "sd_synonyms": sample_accuracy(pipe, judge, all_pairs, seeds, synonym=True),
+        "sd_heldout_pairs": sample_accuracy(pipe, judge, list(HELD_OUT), seeds * 2),
+        "clip_zero_shot_renders": clip_zero_shot(),
+        "seconds_per_25_step_image": sampling_seconds(pipe),
+        "esd_toy_star": esd_toy(),
+    }
+    report["bars"] = {
+        "judge >= 0.99 per head": all(v >= 0.99 for v in report["judge_accuracy_heldout_renders"].values()),
+        "sd object and colour >= 0.90": report["sd_trained_pairs"]["object"] >= 0.9
+        and report["sd_trained_pairs"]["colour"] >= 0.9,
+        "sd synonyms >= 0.80": report["sd_synonyms"]["object"] >= 0.8,
+        "sd held-out pairs >= 0.75": min(report["sd_heldout_pairs"]["object"], report["sd_heldout_pairs"]["colour"])
+        >= 0.75,
+        "clip zero-shot >= 0.95": min(
+            report["clip_zero_shot_renders"]["object"], report["clip_zero_shot_renders"]["colour"]
+        )
+        >= 0.95,
+        "one 25-step image <= 1 s": report["seconds_per_25_step_image"] <= 1.0,
+        "esd halves star, others within 10 points": report["esd_toy_star"]["forget_drop"] >= 0.5
+        and report["esd_toy_star"]["max_other_shift"] <= 0.10,
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
