@@ -18,6 +18,13 @@ from ui.cli import main
 # Per-method overrides that keep a 2-step run tiny (on top of the method's "toy" preset).
 TINY_OVERRIDES: dict[str, dict] = {
     "esd": {"num_inference_steps": 4, "batch_size": 1},
+    "salun": {
+        "num_forget_images": 4,
+        "num_retain_images": 4,
+        "batch_size": 2,
+        "generation_steps": 2,
+        "cache_dir": None,
+    },
 }
 
 

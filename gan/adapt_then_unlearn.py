@@ -1,0 +1,618 @@
+"""Adapt-then-Unlearn: unlearning a feature from a pretrained GAN without its training data.
+
+Paper: Tripathy, Guha, Ghosh, Babu et al., "Adapt then Unlearn: Exploring Parameter Space Semantics for Unlearning in
+Generative Adversarial Networks", TMLR 2025, https://arxiv.org/abs/2309.14054 . Official code:
+https://github.com/atriguha/Adapt_Unlearn (``Negative_Adaptation/EWC_ADAPT_*/stylegan2_ewc*.py``, ``model.py``;
+``Unlearning/Unlearning_MNIST/train_different_losses.py``, ``Unlearning/Unlearning_{CelebA,AFHQ}/unlearn_main.py``).
+
+The method, as the official code runs it:
+
+0. **Feedback.** The pretrained generator samples batches (style mixing with probability 0.9); a judge (the paper's
+   classifier) sorts them into *negatives* (the unwanted feature is there) and *positives* (it is not).
+1. **Negative adaptation.** A copy of the generator is fine-tuned adversarially on the negatives (they are D's "real"
+   data), with an EWC penalty that keeps it near the original θ_G:
+   L_G = L_ns-adv + λ/2 · Σ_i F_i (θ_i − θ_G,i)², λ = 5e8, F the diagonal Fisher information of the synthesis
+   convolutions (``generator.convs``), estimated from 32 samples as the mean of the squared gradients of the
+   discriminator's logit D(G(z)) (the official ``estimate_fisher``). Its EMA generator θ_N draws mostly negatives.
+   Several adapted models (``num_adapted_models``) can be trained, one after the other.
+2. **Unlearning.** The *original* generator is fine-tuned adversarially on the positives, plus a repulsion term that
+   pushes θ away from the adapted model(s) in parameter space. With K adapted models and P parameter tensors the
+   official distance is d(θ) = (K/2)·(1/P)·Σ_p Σ_k mean((θ_p − θ_{N_k,p})²), and the G loss is L_ns-adv + R(d):
+
+   - ``il2`` (paper: IL2, 1/‖θ−θ_N‖²): R = γ / d
+   - ``nl2`` (paper: NL2, −‖θ−θ_N‖²): R = −γ · d
+   - ``el2`` (paper: EL2, exp(−α‖θ−θ_N‖²)): R = 100 · exp(−γ · d)   (the official code's factor 100: ``el2_scale``)
+
+   Because d is a mean of per-tensor mean squared differences (not ‖θ−θ_N‖²), γ values are only comparable with the
+   official runs when ``distance_scaling="official"`` (the default). The official code multiplies by K/2 where the
+   comment intends a mean (÷2K); ``distance_scaling="mean"`` uses 1/(2K) instead. Both agree for one adapted model.
+
+Both stages are rosinality's StyleGAN2 training step: non-saturating G loss, logistic D loss, lazy R1 (γ = 10 every
+16 steps), lazy path-length regularisation (weight 2 every 4 steps), Adam with lr·c and β = (0, 0.99^c) where c is
+the lazy-regularisation ratio, and an EMA generator (0.5^(32/10k) per step). The result is the unlearning stage's
+EMA generator; the artifact is ``gan_generator.safetensors``.
+
+Defaults are the paper's MNIST setting (batch 16, lr 0.002, 200 negatives, λ = 5e8, EL2 with γ = 1 from the MNIST
+``run_file.sh``); ``max_train_steps`` counts the generator steps of *both* stages (MNIST README: 2000 adaptation +
+3000 unlearning = 5000, so ``adapt_fraction`` = 0.4), so that progress and the loss history cover the whole run.
+``presets["toy"]`` fits the toy world's 32x32 GAN on a CPU.
+
+Defects of the official code, fixed here (reference/methods.md §5.5):
+
+- ``Unlearning_CelebA/unlearn_main.py`` calls ``calc_difference_param_new(generator, ckpt_gens_repel)`` with the
+  arguments swapped (the function then reads ``args.list_of_models`` off the generator) and ``ckpt_gens_repel`` is a
+  hard-coded list of absolute wandb paths. Here the adapted models are passed in memory, in the documented order.
+- ``calc_difference_param_new`` rebuilds a hard-coded ``Generator(32, 128, 8)`` and ``torch.load``s every adapted
+  checkpoint from disk at *every* generator step; here the adapted parameters are held once, in the base model's
+  architecture, on the training device.
+- Classifiers are re-instantiated and reloaded from disk on every classification call; here the judge is loaded once
+  per run (``eval.judges.load_judge`` caches it) or passed in with the bundle.
+- Absolute paths throughout and a mandatory ``wandb.init``: there are no paths here and no tracker is imported.
+- The CelebA/AFHQ adaptation scripts declare a positional ``gan_ckpt`` with ``required=True`` (an argparse TypeError)
+  and the README's flags (``--expt``, ``--repel_loss``) do not match the scripts; here one typed, validated config
+  covers both stages.
+- The EWC penalty is moved to the CPU at every step; here it stays on the training device.
+- Style mixing draws from Python's unseeded ``random``; here every draw follows ``config.seed``.
+
+Deliberate deviations:
+
+- The bundle carries rosinality's ``g_ema`` only, so both stages start from it (the official unlearning stage starts
+  from the checkpoint's non-EMA ``g``) with fresh Adam states (the official code restores the pretrained optimiser
+  states, which a bundle does not hold).
+- ``--scale_repel_loss`` (a γ derived from the digit count of d) and ADA augmentation are not implemented.
+- PUL (``gan.metrics``) is measured at the end on ``eval_samples`` shared latents and reported in the metrics, in
+  place of the official hard-coded evaluation every 500 iterations.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from erasure.base import EraseConfig, EraseData, EraseMethod, EraseResult, RunMeter, StepCallback, notify, register
+from pipelines.artifacts import base_identity
+from pipelines.errors import ConfigError
+
+from .bundle import GANBundle, to_unit_range
+from .metrics import percentage_of_unlearning
+from .stylegan2 import Discriminator, Generator
+
+# rosinality's EMA: half-life of 10k images at its batch of 32 (``accumulate(g_ema, g, 0.5 ** (32 / (10 * 1000)))``).
+OFFICIAL_EMA_DECAY = 0.5 ** (32 / 10_000)
+
+
+@dataclass
+class ATUConfig(EraseConfig):
+    """Config of :class:`AdaptThenUnlearn`. Defaults are the paper's MNIST setting; ``presets["toy"]`` fits the toy.
+
+    Args:
+        max_train_steps (`int`, defaults to 5000): generator steps of both stages together.
+        learning_rate (`float`, defaults to 0.002): Adam learning rate before the lazy-regularisation ratio.
+        adapt_fraction (`float`, defaults to 0.4): share of the steps spent on negative adaptation (all models).
+        num_adapted_models (`int`, defaults to 1): K, adapted models to repel from (different random draws).
+        batch_size (`int`, defaults to 16): images per step.
+        judge (`str`, *optional*): judge that sorts samples (an ``eval.load_judge`` name); default: the bundle's,
+            else ``"toy"``.
+        num_negatives / num_positives (`int`): samples collected for each stage (paper: 200 / 5000 on MNIST).
+        max_candidates (`int`): give up collecting after this many samples.
+        mixing (`float`, defaults to 0.9): style-mixing probability while sampling and training.
+        ewc_lambda (`float`, defaults to 5e8): λ of the EWC penalty.
+        fisher_samples (`int`, defaults to 32): samples of the Fisher estimate.
+        repulsion (`str`, defaults to `"el2"`): ``il2``, ``nl2`` or ``el2`` (module docstring).
+        gamma (`float`, defaults to 1.0): γ of the repulsion.
+        el2_scale (`float`, defaults to 100.0): factor of EL2, ``el2_scale · exp(−γ d)``.
+        distance_scaling (`str`, defaults to `"official"`): ``official`` (×K/2) or ``mean`` (×1/(2K)).
+        r1 (`float`, defaults to 10.0): R1 weight γ_R1; ``d_reg_every`` (16) its interval.
+        path_regularize (`float`, defaults to 2.0): path-length weight (0 disables); ``g_reg_every`` (4) its interval.
+        ema_decay (`float`): EMA decay per step of the generator returned (0 returns the raw generator).
+        eval_samples (`int`, defaults to 1000): shared latents for the PUL reported in the metrics (0 skips it).
+    """
+
+    method = "adapt_then_unlearn"
+    # Tuned on a 4000-step toy GAN (reference run, seed 0, 1000 shared latents): erasing "circle", EL2 with γ = 1, 10,
+    # 30, 100 gave PUL 0.00 (300 steps), 0.57, 0.72, 0.88 (600 steps) while the rarest other object fell to 3.9 %,
+    # 2.8 %, 0.3 %; without repulsion (positives only) PUL was 0.28. γ = 30 is the compromise; R1 and the EMA are
+    # scaled down with the run (a 600-step run cannot wait for rosinality's 10k-image EMA half-life).
+    presets = {
+        "toy": {
+            "max_train_steps": 600,
+            "adapt_fraction": 0.5,
+            "learning_rate": 0.002,
+            "batch_size": 16,
+            "num_negatives": 200,
+            "num_positives": 1000,
+            "max_candidates": 20_000,
+            "mixing": 0.9,
+            "ewc_lambda": 5e8,
+            "fisher_samples": 32,
+            "repulsion": "el2",
+            "gamma": 30.0,
+            "r1": 0.1,
+            "path_regularize": 0.0,
+            "ema_decay": 0.95,
+            "eval_samples": 512,
+        }
+    }
+
+    max_train_steps: int = field(
+        default=5000,
+        metadata={"help": "Generator steps of both stages together (MNIST: 2000 adaptation + 3000 unlearning)."},
+    )
+    learning_rate: float = field(default=0.002, metadata={"help": "Adam learning rate (paper: 0.002)."})
+    adapt_fraction: float = field(
+        default=0.4, metadata={"help": "Share of the steps spent on negative adaptation (MNIST: 2000/5000 = 0.4)."}
+    )
+    num_adapted_models: int = field(
+        default=1, metadata={"help": "K: adapted models θ_N to repel from, each from its own random draws."}
+    )
+    batch_size: int = field(default=16, metadata={"help": "Images per step (paper: 16)."})
+    judge: str | None = field(
+        default=None,
+        metadata={
+            "help": "Judge that sorts samples into negatives/positives (eval.load_judge name); default: the judge "
+            "the bundle carries, else 'toy'."
+        },
+    )
+    num_negatives: int = field(
+        default=200,
+        metadata={"help": "Negatives (samples showing the concept) for adaptation (MNIST 200, faces 300)."},
+    )
+    num_positives: int = field(
+        default=5000, metadata={"help": "Positives (samples without the concept) for unlearning (paper: 5000)."}
+    )
+    max_candidates: int = field(
+        default=200_000, metadata={"help": "Stop sampling after this many candidates (then use what was found)."}
+    )
+    mixing: float = field(default=0.9, metadata={"help": "Style-mixing probability (paper: 0.9)."})
+    ewc_lambda: float = field(default=5e8, metadata={"help": "λ of the EWC penalty λ/2·Σ F(θ−θ_G)² (paper: 5e8)."})
+    fisher_samples: int = field(default=32, metadata={"help": "Samples of the diagonal Fisher estimate (paper: 32)."})
+    repulsion: Literal["il2", "nl2", "el2"] = field(
+        default="el2", metadata={"help": "Repulsion: il2 (γ/d), nl2 (−γ·d) or el2 (100·exp(−γ·d))."}
+    )
+    gamma: float = field(default=1.0, metadata={"help": "γ of the repulsion (MNIST run file: 1.0 with el2)."})
+    el2_scale: float = field(default=100.0, metadata={"help": "Factor of el2, el2_scale·exp(−γ·d) (official: 100)."})
+    distance_scaling: Literal["official", "mean"] = field(
+        default="official",
+        metadata={"help": "Parameter distance over K models: official (×K/2, as the code) or mean (×1/(2K))."},
+    )
+    r1: float = field(default=10.0, metadata={"help": "R1 penalty weight γ_R1 (rosinality: 10)."})
+    d_reg_every: int = field(default=16, metadata={"help": "Apply R1 every this many steps (lazy regularisation)."})
+    path_regularize: float = field(
+        default=2.0, metadata={"help": "Path-length regularisation weight (rosinality: 2; 0 disables)."}
+    )
+    g_reg_every: int = field(default=4, metadata={"help": "Apply path-length regularisation every this many steps."})
+    ema_decay: float = field(
+        default=OFFICIAL_EMA_DECAY,
+        metadata={"help": "EMA decay per step of the returned generator (rosinality: 0.5^(32/10000); 0: no EMA)."},
+    )
+    eval_samples: int = field(
+        default=1000, metadata={"help": "Shared latents for the PUL in the metrics at the end (0 skips it)."}
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("batch_size", "num_negatives", "num_positives", "max_candidates", "fisher_samples"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("d_reg_every", "g_reg_every", "num_adapted_models"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not 0 < self.adapt_fraction < 1:
+            raise ConfigError(f"adapt_fraction must be between 0 and 1 (MNIST: 0.4), got {self.adapt_fraction}")
+        if self.max_train_steps < self.num_adapted_models + 1:
+            raise ConfigError(
+                f"max_train_steps={self.max_train_steps} leaves no unlearning step after adapting "
+                f"{self.num_adapted_models} model(s); raise it to at least {self.num_adapted_models + 1}"
+            )
+        if not 0 <= self.mixing <= 1:
+            raise ConfigError(f"mixing is a probability, got {self.mixing}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1) (0 disables the EMA), got {self.ema_decay}")
+        for name in ("ewc_lambda", "r1", "path_regularize", "el2_scale"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.gamma <= 0:
+            raise ConfigError(f"gamma must be positive (the repulsion strength), got {self.gamma}")
+        if self.eval_samples < 0:
+            raise ConfigError(f"eval_samples must be 0 (skip) or positive, got {self.eval_samples}")
+        if self.mixed_precision != "no" or self.gradient_checkpointing:
+            raise ConfigError(
+                "adapt_then_unlearn trains in fp32 without checkpointing; set mixed_precision='no' and "
+                "gradient_checkpointing=False"
+            )
+        if self.report_to != "none":
+            raise ConfigError("adapt_then_unlearn logs through the callback only; set report_to='none'")
+
+    def stage_steps(self) -> tuple[int, int]:
+        """(adaptation steps per adapted model, unlearning steps); together they make ``max_train_steps``."""
+        per_model = max(1, round(self.max_train_steps * self.adapt_fraction / self.num_adapted_models))
+        per_model = min(per_model, (self.max_train_steps - 1) // self.num_adapted_models)
+        return per_model, self.max_train_steps - per_model * self.num_adapted_models
+
+
+# ---------------------------------------------------------------- the losses (rosinality's train.py, in our words)
+
+
+def d_logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Logistic D loss: softplus(−D(x)) + softplus(D(G(z)))."""
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def g_nonsaturating_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Non-saturating G loss: softplus(−D(G(z)))."""
+    return F.softplus(-fake_logits).mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): E‖∇_x D(x)‖² on real images (``real_images`` must require grad)."""
+    (grad,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
+    return grad.pow(2).reshape(grad.shape[0], -1).sum(1).mean()
+
+
+def path_length_penalty(
+    images: torch.Tensor, latents: torch.Tensor, mean_path_length: torch.Tensor, decay: float = 0.01
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """StyleGAN2's path-length regulariser (§3.2): (‖J_wᵀ y‖ − a)², y ~ N(0, I)/sqrt(HW), a an EMA of the lengths.
+
+    Returns the penalty and the updated running mean (detached).
+    """
+    noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
+    (grad,) = torch.autograd.grad((images * noise).sum(), latents, create_graph=True)
+    lengths = grad.pow(2).sum(2).mean(1).sqrt()
+    new_mean = mean_path_length + decay * (lengths.mean() - mean_path_length)
+    return (lengths - new_mean).pow(2).mean(), new_mean.detach()
+
+
+def ewc_penalty(
+    params: dict[str, torch.Tensor],
+    anchors: dict[str, torch.Tensor],
+    fisher: dict[str, torch.Tensor],
+    ewc_lambda: float,
+) -> torch.Tensor:
+    """EWC (Kirkpatrick et al. 2017) as the official ``ewc_loss``: λ/2 · Σ_i F_i (θ_i − θ*_i)²."""
+    total = sum((fisher[n] * (params[n] - anchors[n]).pow(2)).sum() for n in params)
+    return ewc_lambda / 2 * total
+
+
+def parameter_distance(
+    params: dict[str, torch.Tensor], adapted: list[dict[str, torch.Tensor]], scaling: str = "official"
+) -> torch.Tensor:
+    """d(θ) over K adapted models and P tensors: c · (1/P) · Σ_p Σ_k mean((θ_p − θ_{N_k,p})²).
+
+    ``c`` is K/2 for ``scaling="official"`` (the official ``value/2*len(ckpts)``) and 1/(2K) for ``"mean"``.
+    """
+    k = len(adapted)
+    total = sum(F.mse_loss(params[n], other[n], reduction="mean") for other in adapted for n in params)
+    factor = k / 2 if scaling == "official" else 1 / (2 * k)
+    return factor * total / len(params)
+
+
+def repulsion_loss(distance: torch.Tensor, kind: str, gamma: float, el2_scale: float = 100.0) -> torch.Tensor:
+    """R(d) added to the G loss; each form decreases as d grows, so minimising it pushes θ away from θ_N."""
+    if kind == "il2":
+        return gamma / distance  # official: 1 / (d · val_factor), val_factor = 1/γ
+    if kind == "nl2":
+        return -gamma * distance  # official: −d / val_factor
+    if kind == "el2":
+        return el2_scale * torch.exp(-gamma * distance)  # official: 100 · exp(−d / val_factor)
+    raise ConfigError(f"repulsion={kind!r} is not one of il2, nl2, el2")
+
+
+def estimate_fisher(
+    generator: Generator,
+    discriminator: Discriminator,
+    params: dict[str, torch.Tensor],
+    *,
+    num_samples: int,
+    mixing: float,
+) -> dict[str, torch.Tensor]:
+    """Diagonal Fisher of ``params`` with the discriminator logit as the log-likelihood (official
+    ``estimate_fisher``): F = mean over samples of (∂D(G(z_i))/∂θ)², one backward pass per sample."""
+    styles, inject_index = draw_styles(generator, num_samples, mixing)
+    images, _ = generator(styles, inject_index=inject_index)
+    logits = discriminator(images).view(-1)
+    names = list(params)
+    fisher = {n: torch.zeros_like(params[n]) for n in names}
+    for i in range(num_samples):
+        grads = torch.autograd.grad(logits[i], [params[n] for n in names], retain_graph=i < num_samples - 1)
+        for n, g in zip(names, grads):
+            fisher[n] += g.detach().pow(2) / num_samples
+    return fisher
+
+
+def draw_styles(generator: Generator, batch: int, mixing: float) -> tuple[list[torch.Tensor], int | None]:
+    """z for a batch: two latents and a mixing index with probability ``mixing`` (rosinality's ``mixing_noise``)."""
+    device = generator.device
+    if mixing > 0 and torch.rand(()) < mixing:
+        inject_index = int(torch.randint(1, generator.n_latent, ()))
+        return list(torch.randn(2, batch, generator.style_dim, device=device).unbind(0)), inject_index
+    return [torch.randn(batch, generator.style_dim, device=device)], None
+
+
+@torch.no_grad()
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p, 1 - decay)
+
+
+def _as_uint8(images: torch.Tensor) -> torch.Tensor:
+    return (to_unit_range(images) * 255).round().to(torch.uint8).cpu()
+
+
+def _from_uint8(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return images.to(device).float().div(127.5).sub(1.0)
+
+
+# ---------------------------------------------------------------- the method
+
+
+@register
+class AdaptThenUnlearn(EraseMethod):
+    """Adapt a copy of the GAN to the concept, then fine-tune the original on the rest, repelled from the copy."""
+
+    name = "adapt_then_unlearn"
+    config_class = ATUConfig
+    model_type = "stylegan2"
+    targets = ("generator",)
+    summary = "Adapts a StyleGAN2 to the concept (EWC), then trains the original on the rest, repelled from it."
+    paper = (
+        "Adapt then Unlearn: Exploring Parameter Space Semantics for Unlearning in GANs (Tripathy et al., TMLR 2025)"
+    )
+    code = "https://github.com/atriguha/Adapt_Unlearn"
+
+    def erase(
+        self, bundle: GANBundle, *, data: EraseData | None = None, callback: StepCallback | None = None
+    ) -> EraseResult:
+        cfg: ATUConfig = self.config
+        if not isinstance(bundle, GANBundle):
+            raise ConfigError(f"{self.name} erases from a GANBundle (gan.load(...)), got {type(bundle).__name__}")
+        if bundle.discriminator is None:
+            raise ConfigError(
+                f"{self.name} trains adversarially and needs the GAN's discriminator, but the bundle has none; load a "
+                "checkpoint that holds one (rosinality's 'd', or a bundle folder with discriminator.safetensors)"
+            )
+        device = bundle.device
+        meter = RunMeter(device)
+        base = base_identity(bundle)
+        judge = self._judge(bundle)
+        adapt_steps, unlearn_steps = cfg.stage_steps()
+        history: list[dict[str, float]] = []
+        metrics: dict[str, Any] = {"judge": judge.describe(), "adapt_steps_per_model": adapt_steps}
+
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(cfg.seed)
+
+            # Stage 0: sort the pretrained generator's samples into negatives and positives.
+            negatives, positives, found = self._collect(bundle.generator, judge, data)
+            metrics.update(found)
+
+            # Stage 1: negative adaptation with EWC, once per adapted model.
+            adapted: list[dict[str, torch.Tensor]] = []
+            for k in range(cfg.num_adapted_models):
+                adapted_generator = self._adapt(bundle, negatives, adapt_steps, history, callback)
+                adapted.append({n: p.detach().clone() for n, p in adapted_generator.named_parameters()})
+                if k == 0 and cfg.eval_samples:
+                    probe = GANBundle(generator=adapted_generator.eval(), metadata=bundle.metadata)
+                    images = probe.sample(cfg.eval_samples, seed=cfg.seed)
+                    metrics["adapted_negative_rate"] = sum(v.success for v in judge(images, cfg.concept)) / len(images)
+
+            # Stage 2: unlearning on positives with repulsion from the adapted models.
+            generator = self._unlearn(bundle, positives, adapted, unlearn_steps, history, callback)
+
+        generator.eval().requires_grad_(False)
+        trained = sorted(n for n, _ in generator.named_parameters())
+        metrics.update(meter.metrics(sum(p.numel() for p in generator.parameters())))
+        metrics["final_loss"] = history[-1]["loss"]
+        if cfg.eval_samples:
+            erased = GANBundle(generator=generator, metadata=bundle.metadata)
+            metrics.update(
+                percentage_of_unlearning(
+                    bundle, erased, judge, cfg.concept, num_samples=cfg.eval_samples, seed=cfg.seed
+                )
+            )
+        return EraseResult(
+            method=self.name,
+            config=cfg,
+            components={"generator": generator},
+            artifact_kind="gan_generator",
+            sampler="stylegan2",
+            trained_keys={"generator": trained},
+            base=base,
+            loss_history=history,
+            metrics=metrics,
+        )
+
+    # ------------------------------------------------------------ helpers
+
+    def _judge(self, bundle: GANBundle):
+        cfg: ATUConfig = self.config
+        if cfg.judge is None and bundle.judge is not None:
+            judge = bundle.judge
+        else:
+            from eval.judges import load_judge
+
+            judge = load_judge(cfg.judge or "toy")  # cached by name: loaded once, not per call (official defect)
+        if not judge.knows(cfg.concept):
+            raise ConfigError(
+                f"the {judge.name} judge does not know the concept {cfg.concept!r}; {judge.concept_hint()}"
+            )
+        return judge
+
+    @torch.no_grad()
+    def _collect(self, generator: Generator, judge, data: EraseData | None):
+        """Negatives and positives as uint8 images on the CPU; ``data.forget_images``/``retain_images`` (in [0, 1])
+        replace the sampled ones when given."""
+        cfg: ATUConfig = self.config
+        negatives: list[torch.Tensor] = []
+        positives: list[torch.Tensor] = []
+        n_neg = n_pos = candidates = sampled_negatives = 0
+        if data is not None and data.forget_images is not None:
+            negatives.append((data.forget_images.clamp(0, 1) * 255).round().to(torch.uint8).cpu())
+            n_neg = len(negatives[0])
+        if data is not None and data.retain_images is not None:
+            positives.append((data.retain_images.clamp(0, 1) * 255).round().to(torch.uint8).cpu())
+            n_pos = len(positives[0])
+        for name, given in (("forget_images", negatives), ("retain_images", positives)):
+            if given and tuple(given[0].shape[1:]) != (3, generator.size, generator.size):
+                raise ConfigError(
+                    f"data.{name} has shape {tuple(given[0].shape)}; this generator needs (N, 3, {generator.size}, "
+                    f"{generator.size}) images in [0, 1]"
+                )
+        chunk = 64  # the official feedback loop judges batches of 64
+        while (n_neg < cfg.num_negatives or n_pos < cfg.num_positives) and candidates < cfg.max_candidates:
+            styles, inject_index = draw_styles(generator, chunk, cfg.mixing)
+            images = _as_uint8(generator(styles, inject_index=inject_index)[0])
+            verdicts = judge(images.float() / 255, cfg.concept)
+            is_negative = torch.tensor([v.success for v in verdicts])
+            sampled_negatives += int(is_negative.sum())
+            if n_neg < cfg.num_negatives:
+                negatives.append(images[is_negative])
+                n_neg += int(is_negative.sum())
+            if n_pos < cfg.num_positives:
+                positives.append(images[~is_negative])
+                n_pos += int((~is_negative).sum())
+            candidates += chunk
+        negative_images = torch.cat(negatives)[: cfg.num_negatives] if negatives else torch.empty(0)
+        positive_images = torch.cat(positives)[: cfg.num_positives] if positives else torch.empty(0)
+        if len(negative_images) < min(cfg.batch_size, cfg.num_negatives):
+            raise ConfigError(
+                f"the {judge.name} judge found only {len(negative_images)} samples showing {cfg.concept!r} in "
+                f"{candidates} samples of the generator; the model barely draws it (nothing to erase), or raise "
+                "max_candidates, or pass forget images in data"
+            )
+        if len(positive_images) < min(cfg.batch_size, cfg.num_positives):
+            raise ConfigError(
+                f"only {len(positive_images)} of {candidates} samples lack {cfg.concept!r}; the unlearning stage has "
+                "nothing to train on: raise max_candidates or pass retain images in data"
+            )
+        found = {
+            "num_negatives": len(negative_images),
+            "num_positives": len(positive_images),
+            "candidates_sampled": candidates,
+        }
+        if candidates:
+            found["base_negative_rate"] = round(sampled_negatives / candidates, 4)
+        return negative_images, positive_images, found
+
+    def _adapt(self, bundle, negatives, steps, history, callback) -> Generator:
+        """Stage 1: fine-tune a copy on the negatives with the EWC penalty; returns its EMA generator θ_N."""
+        cfg: ATUConfig = self.config
+        generator, discriminator, ema = self._trainable_copies(bundle)
+        conv_params = {n: p for n, p in generator.named_parameters() if n.startswith("convs.")}
+        anchors = {n: p.detach().clone() for n, p in conv_params.items()}
+        fisher = estimate_fisher(
+            generator, discriminator, conv_params, num_samples=cfg.fisher_samples, mixing=cfg.mixing
+        )
+
+        def ewc_term() -> tuple[torch.Tensor, dict[str, float]]:
+            loss = ewc_penalty(conv_params, anchors, fisher, cfg.ewc_lambda)
+            return loss, {"loss_ewc": loss.item(), "loss_repulsion": 0.0, "distance": 0.0}
+
+        self._train(generator, discriminator, ema, negatives, steps, ewc_term, 1, history, callback)
+        return ema
+
+    def _unlearn(self, bundle, positives, adapted, steps, history, callback) -> Generator:
+        """Stage 2: fine-tune the original on the positives with the repulsion term; returns its EMA generator."""
+        cfg: ATUConfig = self.config
+        generator, discriminator, ema = self._trainable_copies(bundle)
+        params = dict(generator.named_parameters())
+
+        def repulsion_term() -> tuple[torch.Tensor, dict[str, float]]:
+            distance = parameter_distance(params, adapted, cfg.distance_scaling)
+            loss = repulsion_loss(distance, cfg.repulsion, cfg.gamma, cfg.el2_scale)
+            return loss, {"loss_ewc": 0.0, "loss_repulsion": loss.item(), "distance": distance.item()}
+
+        self._train(generator, discriminator, ema, positives, steps, repulsion_term, 2, history, callback)
+        return ema
+
+    def _trainable_copies(self, bundle: GANBundle) -> tuple[Generator, Discriminator, Generator]:
+        generator = copy.deepcopy(bundle.generator).train().requires_grad_(True)
+        discriminator = copy.deepcopy(bundle.discriminator).train().requires_grad_(True)
+        ema = copy.deepcopy(bundle.generator).eval().requires_grad_(False)
+        return generator, discriminator, ema
+
+    def _train(
+        self,
+        generator: Generator,
+        discriminator: Discriminator,
+        ema: Generator,
+        real_images: torch.Tensor,
+        steps: int,
+        extra_g_loss: Callable[[], tuple[torch.Tensor, dict[str, float]]],
+        stage: int,
+        history: list[dict[str, float]],
+        callback: StepCallback | None,
+    ) -> None:
+        """rosinality's StyleGAN2 step on ``real_images`` (uint8), with ``extra_g_loss`` added to the G loss."""
+        cfg: ATUConfig = self.config
+        device = generator.device
+        # Lazy regularisation (StyleGAN2 §B): scale lr and β2 by c = k/(k+1) so the regularised steps average out.
+        g_ratio = cfg.g_reg_every / (cfg.g_reg_every + 1) if cfg.path_regularize > 0 else 1.0
+        d_ratio = cfg.d_reg_every / (cfg.d_reg_every + 1) if cfg.r1 > 0 else 1.0
+        g_optim = torch.optim.Adam(generator.parameters(), lr=cfg.learning_rate * g_ratio, betas=(0.0, 0.99**g_ratio))
+        d_optim = torch.optim.Adam(
+            discriminator.parameters(), lr=cfg.learning_rate * d_ratio, betas=(0.0, 0.99**d_ratio)
+        )
+        mean_path_length = torch.zeros((), device=device)
+        r1_value = 0.0
+        for step in range(steps):
+            real = _from_uint8(real_images[torch.randint(len(real_images), (cfg.batch_size,))], device)
+
+            # Discriminator: logistic loss, and lazy R1 on real images every d_reg_every steps.
+            generator.requires_grad_(False)
+            discriminator.requires_grad_(True)
+            styles, inject_index = draw_styles(generator, cfg.batch_size, cfg.mixing)
+            fake, _ = generator(styles, inject_index=inject_index)
+            d_loss = d_logistic_loss(discriminator(real), discriminator(fake))
+            d_optim.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_optim.step()
+            if cfg.r1 > 0 and step % cfg.d_reg_every == 0:
+                real.requires_grad_(True)
+                r1 = r1_penalty(discriminator(real), real)
+                d_optim.zero_grad(set_to_none=True)
+                (cfg.r1 / 2 * r1 * cfg.d_reg_every).backward()
+                d_optim.step()
+                r1_value = r1.item()
+
+            # Generator: non-saturating loss plus the stage's regulariser (EWC or repulsion).
+            generator.requires_grad_(True)
+            discriminator.requires_grad_(False)
+            styles, inject_index = draw_styles(generator, cfg.batch_size, cfg.mixing)
+            fake, _ = generator(styles, inject_index=inject_index)
+            adversarial = g_nonsaturating_loss(discriminator(fake))
+            extra, extra_logs = extra_g_loss()
+            g_loss = adversarial + extra
+            g_optim.zero_grad(set_to_none=True)
+            g_loss.backward()
+            g_optim.step()
+            if cfg.path_regularize > 0 and step % cfg.g_reg_every == 0:
+                path_batch = max(1, cfg.batch_size // 2)  # rosinality's path_batch_shrink = 2
+                styles, inject_index = draw_styles(generator, path_batch, cfg.mixing)
+                fake, latents = generator(styles, inject_index=inject_index, return_latents=True)
+                path_loss, mean_path_length = path_length_penalty(fake, latents, mean_path_length)
+                g_optim.zero_grad(set_to_none=True)
+                (cfg.path_regularize * cfg.g_reg_every * path_loss).backward()
+                g_optim.step()
+
+            if cfg.ema_decay > 0:
+                _ema_update(ema, generator, cfg.ema_decay)
+            else:
+                ema.load_state_dict(generator.state_dict())
+            logs = {
+                "stage": float(stage),
+                "loss": g_loss.item(),
+                "loss_g_adv": adversarial.item(),
+                "loss_d": d_loss.item(),
+                "loss_r1": r1_value,
+                **extra_logs,
+            }
+            history.append(logs)
+            notify(callback, len(history), cfg.max_train_steps, logs)
+        discriminator.requires_grad_(False)

@@ -1,0 +1,52 @@
+"""A test double for GAN methods on tiny random generators: a judge that needs no weights.
+
+Random generators draw nothing that a trained classifier could name, yet Adapt-then-Unlearn needs a judge that splits
+samples into negatives (the concept is there) and positives. :class:`RednessJudge` stands in: an image "shows" any
+concept when its red channel outweighs its blue channel by more than a threshold. That is a property a generator can
+learn to change in a few steps, so tests can check that erasure moves it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from eval.judges import Judge, Verdict
+
+
+class RednessJudge(Judge):
+    """Sees the concept in an image whose mean (red − blue) exceeds ``threshold``; knows every concept.
+
+    Args:
+        threshold (`float`): decision threshold on mean(R) − mean(B) of images in [0, 1].
+        sharpness (`float`, defaults to 20.0): slope of the score, ``sigmoid(sharpness · (redness − threshold))``.
+    """
+
+    name = "redness"
+
+    def __init__(self, threshold: float, sharpness: float = 20.0):
+        self.threshold = float(threshold)
+        self.sharpness = float(sharpness)
+
+    @staticmethod
+    def redness(images: torch.Tensor) -> torch.Tensor:
+        """mean(R) − mean(B) per image, for ``(N, 3, H, W)`` images in [0, 1]."""
+        return (images[:, 0] - images[:, 2]).mean(dim=(1, 2))
+
+    @classmethod
+    def calibrated(cls, images: torch.Tensor, positive_fraction: float = 0.3) -> RednessJudge:
+        """A judge for which ``positive_fraction`` of ``images`` show the concept."""
+        return cls(float(torch.quantile(cls.redness(images.float()), 1 - positive_fraction)))
+
+    def knows(self, concept: str) -> bool:
+        return True
+
+    def judge(self, images: torch.Tensor, concept: str) -> list[Verdict]:
+        redness = self.redness(images)
+        scores = torch.sigmoid(self.sharpness * (redness - self.threshold))
+        return [
+            Verdict(success=bool(r > self.threshold), score=float(s), label=concept if r > self.threshold else "other")
+            for r, s in zip(redness.tolist(), scores.tolist())
+        ]
+
+    def describe(self) -> dict:
+        return {"name": self.name, "threshold": self.threshold, "model": "mean(R) - mean(B) > threshold (test double)"}
