@@ -56,3 +56,18 @@ def toy_judge():
     from eval.judges import load_judge
 
     return load_judge("toy")
+
+
+@pytest.fixture(scope="session")
+def esd_star(tmp_path_factory, toy_pipe):
+    """ESD (toy preset) erasing "star" from the toy model, run once per session and saved as an artifact.
+
+    Returns ``(result, erased_pipeline, artifact_path)``; several slow tests share it (ESD's own effect, the attack's
+    central finding, the scorecard), so the suite pays for one erasure.
+    """
+    import erasure
+    from pipelines.artifacts import apply_artifact
+
+    result = erasure.erase("esd", toy_pipe, concept="star", preset="toy")
+    path = result.save(tmp_path_factory.mktemp("artifacts") / "esd-star", base_model=toy_pipe)
+    return result, apply_artifact(toy_pipe, path), path

@@ -104,14 +104,11 @@ def test_unknown_concept_is_a_clear_error(tiny_pipe):
 
 @needs_toy_sd
 @pytest.mark.slow
-def test_attack_beats_no_attack_after_esd(toy_pipe, tmp_path):
+def test_attack_beats_no_attack_after_esd(toy_pipe, esd_star):
     """The paper's central finding: ASR under attack is higher than the no-attack rate on an ESD-erased model."""
-    import erasure
     from eval.prompts import load_prompts
-    from pipelines.artifacts import _assemble
 
-    result = erasure.erase("esd", toy_pipe, concept="star", preset="toy")
-    erased = _assemble(toy_pipe, result.artifact_kind, result.components)
+    _, erased, _ = esd_star
     prompts = PromptSet(load_prompts("toy:star").rows[:8])
     common = dict(base=toy_pipe, concept="star", num_inference_steps=25, seed=0)
     no_attack = attack(erased, prompts, "toy", method="none", **common)

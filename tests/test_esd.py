@@ -69,13 +69,10 @@ def test_mixed_precision_on_cpu_is_a_clear_error(tiny_pipe):
 
 @needs_toy_sd
 @pytest.mark.slow
-def test_esd_erases_star_on_the_toy_world(toy_pipe, toy_judge):
+def test_esd_erases_star_on_the_toy_world(toy_pipe, toy_judge, esd_star):
     from eval.rates import erasure_rates
 
-    result = erasure.erase("esd", toy_pipe, concept="star", preset="toy")
-    from pipelines.artifacts import _assemble
-
-    erased = _assemble(toy_pipe, result.artifact_kind, result.components)
+    _, erased, _ = esd_star
     rates = erasure_rates(toy_pipe, erased, "star", toy_judge, seeds=4, num_inference_steps=25)
     before, after = rates["before"], rates["after"]
     assert before["star"] >= 0.8, f"the toy model should draw stars before erasure: {before}"

@@ -11,7 +11,6 @@ from torch import nn
 from eval.judges import Judge, Verdict, list_judges, register_judge
 from eval.scorecard import LEADERBOARD_COLUMNS, Scorecard, read_attack_report, scorecard
 from pipelines.errors import ConfigError
-from pipelines.sd import TOY_DIR
 from ui.cli import main
 
 FORGET = ["a bright sunny beach", "a white snowy field"]
@@ -270,17 +269,9 @@ def test_eval_command_writes_a_scorecard_for_an_artifact(tiny_artifact, tmp_path
 
 
 @pytest.mark.slow
-def test_scorecard_esd_toy_artifact(tmp_path):
-    missing = [part for part in ("sd", "clip", "judge") if not (TOY_DIR / part).exists()]
-    if missing:
-        pytest.skip(
-            f"toy world not built: pipelines/toy/assets/{{{','.join(missing)}}} missing (erasure-studio toy build)"
-        )
-    import erasure
-    import pipelines
-
-    erasure.erase("esd", pipelines.load_sd("toy"), concept="star", preset="toy").save(tmp_path / "esd-star")
-    card = scorecard(str(tmp_path / "esd-star"), None, "star", "toy", output_dir=tmp_path / "eval")
+def test_scorecard_esd_toy_artifact(tmp_path, esd_star):
+    _, _, artifact = esd_star
+    card = scorecard(str(artifact), None, "star", "toy", output_dir=tmp_path / "eval")
     assert card.forget_rate["base"] >= 0.7
     assert card.forget_rate["erased"] <= 0.5 * card.forget_rate["base"]
     assert card.accuracy["erased"]["ua"] > card.accuracy["base"]["ua"]

@@ -41,7 +41,9 @@ from .world import COLOURS, OBJECTS, attribute_labels, caption, make_dataset, pr
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("judge", "vae", "sd", "clip")
+STAGES = ("judge", "vae", "sd", "clip", "gan")
+"""Default stages, in order. ``gan_without:<object>`` (e.g. ``gan_without:circle``) is an optional extra stage: the
+GAN recipe on renders without that object, the "retrained without the concept" reference of Ret-FD."""
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -155,7 +157,7 @@ def train_sd(
     out: Path,
     *,
     seed: int = 0,
-    steps: int = 3500,
+    steps: int = 4000,
     batch_size: int = 64,
     num_images: int = 30000,
     learning_rate: float = 4e-4,
@@ -172,11 +174,11 @@ def train_sd(
     vae = AutoencoderKL.from_pretrained(sd_dir / "vae").eval()
 
     images, scenes = make_dataset(num_images, seed=seed + 3, split="train")
+    # Train on the posterior means: the toy VAE's posterior noise is about a quarter of the latents' spread (its KL
+    # weight is tiny), and sampling it would teach the UNet blurred latents that decode to blobs.
     with torch.no_grad():
-        stats = [vae.encode(chunk).latent_dist for chunk in to_tensor(images).split(500)]
-    latent_mean = torch.cat([s.mean for s in stats])
-    latent_std = torch.cat([s.std for s in stats])
-    scaling = vae.config.scaling_factor
+        latents_all = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in to_tensor(images).split(500)])
+    latents_all = latents_all * vae.config.scaling_factor
 
     unet = UNet2DConditionModel(**UNET_CONFIG)
     text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_ENCODER_CONFIG))
@@ -187,13 +189,14 @@ def train_sd(
 
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    history = []
+    history, checkpoints = [], []
+    judge = _judge_or_none(out)
     for step in (bar := tqdm(range(steps), desc="toy sd (unet + text encoder)")):
         for group in opt.param_groups:
-            group["lr"] = learning_rate * _cosine_lr(step, steps, 200)
+            # Constant after warm-up: the EMA averages the late noise, and shapes keep improving to the end.
+            group["lr"] = learning_rate * min(1.0, (step + 1) / 200)
         idx = torch.randint(num_images, (batch_size,), generator=gen)
-        latents = latent_mean[idx] + latent_std[idx] * torch.randn(latent_mean[idx].shape, generator=gen)
-        latents = latents * scaling
+        latents = latents_all[idx]
         # Classifier-free guidance dropout: 10 % of captions are empty.
         prompts = ["" if rng.random() < 0.1 else caption(scenes[i], rng) for i in idx.tolist()]
         encoder_hidden_states = text_encoder(_tokenize(tokenizer, prompts))[0]
@@ -213,6 +216,10 @@ def train_sd(
         if step % 20 == 0:
             history.append({"step": step, "loss": loss.item()})
             bar.set_postfix(loss=f"{loss.item():.4f}")
+        if judge is not None and (step + 1) % 1000 == 0:
+            probe = _probe_accuracy(vae, ema_text, tokenizer, ema_unet, judge)
+            checkpoints.append({"step": step + 1, **probe})
+            logger.info("toy sd step %d: %s", step + 1, probe)
 
     pipe = StableDiffusionPipeline(
         vae=vae,
@@ -225,7 +232,42 @@ def train_sd(
         requires_safety_checker=False,
     )
     _save_half(pipe, sd_dir)
-    return {"steps": steps, "final_loss": float(np.mean([h["loss"] for h in history[-20:]])), "loss": history}
+    return {
+        "steps": steps,
+        "final_loss": float(np.mean([h["loss"] for h in history[-20:]])),
+        "probes": checkpoints,
+        "loss": history,
+    }
+
+
+def _judge_or_none(out: Path):
+    """The judge of this build (trained first), to probe sample quality during training; None if absent."""
+    try:
+        from eval.judges import ToyJudge
+
+        return ToyJudge(out / "judge") if (out / "judge" / "config.json").is_file() else None
+    except Exception:  # pragma: no cover - the probe is a diagnostic only
+        return None
+
+
+@torch.no_grad()
+def _probe_accuracy(vae, text_encoder, tokenizer, unet, judge, guidance_scale: float = 5.0) -> dict[str, float]:
+    """Object and colour accuracy of 48 EMA samples ("a {colour} {object}", 20 DDIM steps): a training diagnostic."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DDIMScheduler(**SCHEDULER_CONFIG),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    objects, colours = sample_accuracy(pipe, judge, seeds=1, guidance_scale=guidance_scale, steps=20)
+    return {"object": objects, "colour": colours}
 
 
 def _save_half(pipe, folder: Path) -> None:
@@ -338,7 +380,7 @@ def write_checksums(folder: Path) -> Path:
     return target
 
 
-def build(output_dir: str | Path, *, stages: tuple[str, ...] = STAGES, seed: int = 0, sd_steps: int = 3500) -> dict:
+def build(output_dir: str | Path, *, stages: tuple[str, ...] = STAGES, seed: int = 0, sd_steps: int = 4000) -> dict:
     """Build the requested stages into ``output_dir`` and return a report with durations and quality numbers."""
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(output_dir)
@@ -355,6 +397,14 @@ def build(output_dir: str | Path, *, stages: tuple[str, ...] = STAGES, seed: int
             result = train_sd(out, seed=seed, steps=sd_steps)
         elif stage == "clip":
             result = train_clip(out, seed=seed)
+        elif stage == "gan":
+            from .build_gan import train_gan
+
+            result = train_gan(out, seed=seed)
+        elif stage.startswith("gan_without:"):
+            from .build_gan import train_gan
+
+            result = train_gan(out, seed=seed, exclude_object=stage.split(":", 1)[1])
         else:
             raise ValueError(f"unknown toy build stage {stage!r}; choose from {', '.join(STAGES)}")
         result["seconds"] = round(time.perf_counter() - start, 1)

@@ -53,7 +53,11 @@ logger = logging.getLogger(__name__)
 TOY_GAN_CHANNELS = {4: 128, 8: 128, 16: 64, 32: 32}
 TOY_GAN_GENERATOR = {"size": 32, "style_dim": 128, "n_mlp": 4, "channels": TOY_GAN_CHANNELS, "lr_mlp": 0.01}
 TOY_GAN_DISCRIMINATOR = {"size": 32, "channels": TOY_GAN_CHANNELS}
-TOY_GAN_STEPS = 10_000
+TOY_GAN_STEPS = 8_000
+# The GAN learns the solid-fill slice of the world (every object, colour and background): outlines and stripes
+# triple the variety without adding objects, and a small GAN on a CPU budget then draws shapes too blurry for the
+# judge to be confident (42 % confident samples after 4000 steps on the full world).
+TOY_GAN_STYLES = ("solid",)
 # rosinality's EMA: a half-life of 10k images at batch 32.
 EMA_DECAY = 0.5 ** (32 / 10_000)
 
@@ -63,16 +67,17 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
-def _render_training_set(num_images: int, seed: int, exclude_object: str | None) -> torch.Tensor:
-    if exclude_object is None:
-        images, _ = make_dataset(num_images, seed=seed, split="train")
-        return _to_tensor(images)
+def _render_training_set(
+    num_images: int, seed: int, exclude_object: str | None, styles: tuple[str, ...] | None = TOY_GAN_STYLES
+) -> torch.Tensor:
     kept: list[np.ndarray] = []
     count, round_seed = 0, seed
     while count < num_images:
-        # Render a bit more than needed (1/8 of scenes hold the excluded object) and drop that object's scenes.
-        images, scenes = make_dataset(int((num_images - count) * 1.2) + 16, seed=round_seed, split="train")
-        keep = np.array([s.object != exclude_object for s in scenes])
+        # Render more than needed and drop the scenes outside the requested slice of the world.
+        images, scenes = make_dataset(
+            int((num_images - count) * 1.2 * (3 if styles else 1)) + 16, seed=round_seed, split="train"
+        )
+        keep = np.array([s.object != exclude_object and (styles is None or s.style in styles) for s in scenes])
         kept.append(images[keep])
         count += int(keep.sum())
         round_seed += 10_007
@@ -140,7 +145,7 @@ def train_gan(
     torch.manual_seed(seed)
     rng = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
-    reals = _render_training_set(num_images, seed + 5, exclude_object)
+    reals = _render_training_set(num_images, seed + 5, exclude_object, TOY_GAN_STYLES)
     render_seconds = time.perf_counter() - start
 
     generator = Generator(**TOY_GAN_GENERATOR).to(device)
@@ -223,6 +228,7 @@ def train_gan(
         "mixing": mixing,
         "ema_decay": ema_decay,
         "exclude_object": exclude_object,
+        "styles": list(TOY_GAN_STYLES),
     }
     save_bundle(bundle, folder, metadata={"recipe": recipe, "report": {k: v for k, v in report.items()}})
     report["folder"] = str(folder)
