@@ -67,7 +67,17 @@ from pipelines.sd import (
     trainable_copy,
 )
 
-from .base import EraseConfig, EraseData, EraseMethod, EraseResult, RunMeter, StepCallback, notify, register
+from .base import (
+    EraseConfig,
+    EraseData,
+    EraseMethod,
+    EraseResult,
+    RunMeter,
+    StepCallback,
+    frozen_dtype,
+    notify,
+    register,
+)
 from .esd import draw_training_timestep
 
 
@@ -226,10 +236,8 @@ class AdvUnlearn(EraseMethod):
         device = execution_device(pipe)
         meter = RunMeter(device)
         base = base_identity(pipe)
-        if cfg.mixed_precision != "no" and device.type != "cuda":
-            raise ConfigError(f"mixed_precision={cfg.mixed_precision!r} needs a CUDA device; the model is on {device}")
-        frozen_dtype = {"no": None, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.mixed_precision]
-        unet = frozen_copy(pipe.unet, frozen_dtype)  # frozen: no gradients kept for its weights
+        half = frozen_dtype(cfg, device)
+        unet = frozen_copy(pipe.unet, half)  # frozen: no gradients kept for its weights
         original_encoder = pipe.text_encoder  # E_o, used under no_grad only
         tokenizer = pipe.tokenizer
 
@@ -249,7 +257,7 @@ class AdvUnlearn(EraseMethod):
             cfg.retain_set, cfg.concept
         )
         pool = _RetainPool(retain, rng)
-        cast = frozen_dtype or torch.float32
+        cast = half or torch.float32
         with torch.no_grad():
             emb_null = encode_prompts(tokenizer, original_encoder, [""]).to(cast)
             emb_words = {w: encode_prompts(tokenizer, original_encoder, [w]).to(cast) for w in words}

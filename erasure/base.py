@@ -348,6 +348,16 @@ class RunMeter:
         return out
 
 
+def frozen_dtype(config: EraseConfig, device: torch.device) -> torch.dtype | None:
+    """The dtype of the frozen networks under ``config.mixed_precision`` (``None``: keep fp32).
+
+    Half precision is for GPUs; on a CPU it is refused with a message rather than silently ignored.
+    """
+    if config.mixed_precision != "no" and torch.device(device).type != "cuda":
+        raise ConfigError(f"mixed_precision={config.mixed_precision!r} needs a CUDA device; the model is on {device}")
+    return {"no": None, "fp16": torch.float16, "bf16": torch.bfloat16}[config.mixed_precision]
+
+
 def notify(callback: StepCallback | None, step: int, total: int, logs: dict[str, float]) -> None:
     if callback is not None:
         callback(step, total, logs)

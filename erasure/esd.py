@@ -49,7 +49,17 @@ from pipelines.artifacts import base_identity
 from pipelines.errors import ConfigError
 from pipelines.sd import encode_prompts, execution_device, frozen_copy, sample_until, trainable_copy
 
-from .base import EraseConfig, EraseData, EraseMethod, EraseResult, RunMeter, StepCallback, notify, register
+from .base import (
+    EraseConfig,
+    EraseData,
+    EraseMethod,
+    EraseResult,
+    RunMeter,
+    StepCallback,
+    frozen_dtype,
+    notify,
+    register,
+)
 
 ESD_PRESETS = ("esd-x", "esd-u", "esd-x-strict", "full")
 
@@ -159,10 +169,8 @@ class ESD(EraseMethod):
         device = execution_device(pipe)
         meter = RunMeter(device)
         base = base_identity(pipe)
-        if cfg.mixed_precision != "no" and device.type != "cuda":
-            raise ConfigError(f"mixed_precision={cfg.mixed_precision!r} needs a CUDA device; the model is on {device}")
-        frozen_dtype = {"no": None, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.mixed_precision]
-        frozen_unet = frozen_copy(pipe.unet, frozen_dtype) if frozen_dtype else pipe.unet
+        half = frozen_dtype(cfg, device)
+        frozen_unet = frozen_copy(pipe.unet, half) if half else pipe.unet
 
         unet = trainable_copy(pipe.unet).to(device)
         params = select_unet_parameters(unet, cfg.train_method)
@@ -180,7 +188,7 @@ class ESD(EraseMethod):
                 encode_prompts(pipe.tokenizer, pipe.text_encoder, [cfg.erase_from] * n) if cfg.erase_from else None
             )
         sample_emb = from_emb if from_emb is not None else concept_emb
-        frozen_cast = frozen_dtype or concept_emb.dtype
+        frozen_cast = half or concept_emb.dtype
 
         rng = random.Random(cfg.seed)
         generator = torch.Generator().manual_seed(cfg.seed)

@@ -112,7 +112,17 @@ from pipelines.artifacts import MANIFEST, _sha256, base_identity, read_manifest
 from pipelines.errors import ConfigError, MissingDependencyError
 from pipelines.sd import encode_prompts, execution_device, fresh_scheduler, frozen_copy, generate, trainable_copy
 
-from .base import EraseConfig, EraseData, EraseMethod, EraseResult, RunMeter, StepCallback, notify, register
+from .base import (
+    EraseConfig,
+    EraseData,
+    EraseMethod,
+    EraseResult,
+    RunMeter,
+    StepCallback,
+    frozen_dtype,
+    notify,
+    register,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -840,13 +850,11 @@ class SalUn(EraseMethod):
         device = execution_device(pipe)
         meter = RunMeter(device)
         base = base_identity(pipe)
-        if cfg.mixed_precision != "no" and device.type != "cuda":
-            raise ConfigError(f"mixed_precision={cfg.mixed_precision!r} needs a CUDA device; the model is on {device}")
+        half = frozen_dtype(cfg, device)
         plan = resolve_prompts(cfg, data)
         generator = torch.Generator().manual_seed(cfg.seed)
 
         # ---- data: D_f and D_r as latents (the base model draws them unless given)
-        half = {"no": None, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.mixed_precision]
         data_pipe = pipe
         if half is not None:  # frozen half-precision copies for generation and encoding; training stays fp32
             from pipelines.sd import replace_components
