@@ -68,12 +68,16 @@ def clip_zero_shot(n: int = 1000) -> dict[str, float]:
     processor = CLIPProcessor.from_pretrained(folder)
     images, scenes = make_dataset(n, seed=77, split="all")
     pixels = processor(images=list(images), return_tensors="pt").pixel_values
+
+    def pooled(output):  # transformers 5 returns a model output, 4.x a tensor
+        return output if torch.is_tensor(output) else output.pooler_output
+
     with torch.no_grad():
-        image_emb = torch.nn.functional.normalize(model.get_image_features(pixel_values=pixels), dim=-1)
+        image_emb = torch.nn.functional.normalize(pooled(model.get_image_features(pixel_values=pixels)), dim=-1)
 
         def text_emb(prompts):
             tokens = processor(text=prompts, return_tensors="pt", padding=True)
-            return torch.nn.functional.normalize(model.get_text_features(**tokens), dim=-1)
+            return torch.nn.functional.normalize(pooled(model.get_text_features(**tokens)), dim=-1)
 
         obj_pred = (image_emb @ text_emb([prompt_for(o) for o in OBJECTS]).T).argmax(-1)
         # Colours: score every "a {colour} {object}" prompt and marginalise over objects.

@@ -45,15 +45,16 @@ UNET_CONFIG = dict(
     up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
     block_out_channels=(64, 128, 128),
     layers_per_block=1,
-    cross_attention_dim=128,
+    cross_attention_dim=64,
     attention_head_dim=8,
     norm_num_groups=32,
 )
 
+# The text encoder is the toy CLIP's text tower, frozen, as SD v1 uses OpenAI CLIP ViT-L/14's (see build.py).
 TEXT_ENCODER_CONFIG = dict(
     vocab_size=CLIP_VOCAB_SIZE,
-    hidden_size=128,
-    intermediate_size=512,
+    hidden_size=64,
+    intermediate_size=256,
     num_hidden_layers=4,
     num_attention_heads=4,
     max_position_embeddings=MAX_PROMPT_TOKENS,
@@ -74,17 +75,7 @@ SCHEDULER_CONFIG = dict(
     prediction_type="epsilon",
 )
 
-CLIP_TEXT_CONFIG = dict(
-    vocab_size=CLIP_VOCAB_SIZE,
-    hidden_size=64,
-    intermediate_size=256,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    max_position_embeddings=MAX_PROMPT_TOKENS,
-    bos_token_id=49406,
-    eos_token_id=49407,
-    pad_token_id=49407,
-)
+CLIP_TEXT_CONFIG = TEXT_ENCODER_CONFIG
 CLIP_VISION_CONFIG = dict(
     image_size=32, patch_size=4, hidden_size=96, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4
 )
