@@ -1,22 +1,15 @@
 """Adapt-then-Unlearn on the toy world's StyleGAN2: erasing "circle" must work and leave the other objects.
 
-Needs the toy GAN and the toy judge (``erasure-studio toy build --stages judge,gan``); skipped until they exist.
+Runs on the bundled toy GAN and toy judge.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from pipelines.sd import TOY_DIR
 from pipelines.toy.world import OBJECTS
 
-HAS_TOY_GAN = (TOY_DIR / "gan" / "config.json").exists() and (TOY_DIR / "gan" / "discriminator.safetensors").exists()
-HAS_TOY_JUDGE = (TOY_DIR / "judge" / "config.json").exists()
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (HAS_TOY_GAN and HAS_TOY_JUDGE), reason="toy GAN or judge not built (toy build)"),
-]
+pytestmark = pytest.mark.slow
 
 NUM_SAMPLES = 1000
 

@@ -10,7 +10,6 @@ import torch
 
 from eval.clip_score import ClipBackbone, clip_score, clip_scores, load_clip
 from pipelines.errors import ConfigError, MissingWeightsError
-from pipelines.sd import TOY_DIR
 
 PROMPTS = ["a red star", "a blue circle", "a dog on a sofa", "a bowl of soup", "a green car", "two trees"]
 
@@ -140,8 +139,6 @@ def test_local_transformers_clip_folder_loads_offline(tiny_clip, images, tmp_pat
 
 @pytest.mark.slow
 def test_clip_score_toy_matching_beats_shuffled():
-    if not (TOY_DIR / "clip" / "config.json").exists():
-        pytest.skip("toy CLIP not built (pipelines/toy/assets/clip missing: erasure-studio toy build --stages clip)")
     from pipelines.toy.world import make_dataset, prompt_for
 
     arrays, scenes = make_dataset(96, seed=7, split="all")

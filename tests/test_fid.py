@@ -15,9 +15,7 @@ from eval.fid import (
     load_feature_extractor,
 )
 from pipelines.errors import ConfigError, MissingWeightsError, StudioError
-from pipelines.sd import TOY_DIR
 
-HAS_TOY_JUDGE = (TOY_DIR / "judge" / "model.safetensors").exists()
 SHIFTS = (0.05, 0.1, 0.2, 0.4)
 
 
@@ -57,8 +55,6 @@ def renders() -> torch.Tensor:
 
 def _features(name: str):
     if name == "toy":
-        if not HAS_TOY_JUDGE:
-            pytest.skip("toy judge weights not built (erasure-studio toy build --stages judge)")
         return load_feature_extractor("toy")
     return load_feature_extractor(RandomConvFeatures())
 
@@ -75,8 +71,6 @@ def test_frechet_distance_is_zero_on_itself_and_grows_with_the_shift(renders, fe
 
 
 def test_toy_features_are_labelled_fd_toy_and_separate_concepts():
-    if not HAS_TOY_JUDGE:
-        pytest.skip("toy judge weights not built (erasure-studio toy build --stages judge)")
     from pipelines.toy.world import Scene, render
 
     def scenes(obj: str, seed: int) -> torch.Tensor:

@@ -531,13 +531,6 @@ def test_clip_missing_backbones_say_what_to_do(tmp_path, monkeypatch):
         load_judge(f"clip:open_clip:NotAnArch:{tmp_path / 'w.bin'}")
 
 
-def _has_toy_clip() -> bool:
-    from pipelines.sd import TOY_DIR
-
-    return (TOY_DIR / "clip" / "config.json").exists()
-
-
-@pytest.mark.skipif(not _has_toy_clip(), reason="toy CLIP not built (erasure-studio toy build)")
 def test_toy_clip_recognises_toy_objects():
     judge = load_judge("clip")
     rng = np.random.default_rng(0)

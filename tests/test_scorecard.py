@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
 import torch
 from torch import nn
 
-from eval.judges import Judge, Verdict, list_judges, register_judge
+from eval.judges import Judge, Verdict, register_judge
 from eval.scorecard import LEADERBOARD_COLUMNS, Scorecard, read_attack_report, scorecard
 from pipelines.errors import ConfigError
 from ui.cli import main
@@ -37,8 +38,14 @@ class ThresholdJudge(Judge):
         return out
 
 
-if "test-threshold" not in list_judges():
+@pytest.fixture(autouse=True, scope="module")
+def threshold_judge():
+    """Registers the made-up judge for this module only, so other modules see the stock registry."""
     register_judge("test-threshold")(ThresholdJudge)
+    yield
+    judges = importlib.import_module("eval.judges")
+    judges._JUDGES.pop("test-threshold", None)
+    judges._CACHE.pop("test-threshold", None)
 
 
 class MeanColourFeatures(nn.Module):

@@ -302,6 +302,12 @@ def _save_half(pipe, folder: Path) -> None:
     pipe.save_pretrained(folder, safe_serialization=True)
     copy.deepcopy(pipe.unet).half().save_pretrained(folder / "unet", safe_serialization=True)
     _save_half_transformers(pipe.text_encoder, folder / "text_encoder")
+    _drop_fast_tokenizer_file(folder / "tokenizer")
+
+
+def _drop_fast_tokenizer_file(folder: Path) -> None:
+    """Remove ``tokenizer.json`` (3.5 MB): transformers rebuilds it from vocab.json + merges.txt, token for token."""
+    (folder / "tokenizer.json").unlink(missing_ok=True)
 
 
 def _save_half_transformers(model, folder: Path) -> None:
@@ -371,6 +377,7 @@ def train_clip(out: Path, *, seed: int = 0, steps: int = 2000, batch_size: int =
     )
     _save_half_transformers(model, clip_dir)
     processor.save_pretrained(clip_dir)
+    _drop_fast_tokenizer_file(clip_dir)
     return {"steps": steps, "final_loss": loss.item()}
 
 
