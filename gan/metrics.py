@@ -14,10 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-import torch
-
-from pipelines.errors import ConfigError
+from eval.fid import DistanceResult, frechet_distance
 
 from .bundle import GANBundle
 
@@ -58,54 +55,23 @@ def percentage_of_unlearning(
     }
 
 
-# TODO: switch to eval.fid (torchmetrics-based, being built by another engineer) once it lands; this minimal version
-# exists so the GAN metrics work today and is kept deliberately small.
-def frechet_distance(feats_a: torch.Tensor | np.ndarray, feats_b: torch.Tensor | np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets ``(N, D)``:
-    ``‖μ_a − μ_b‖² + tr(Σ_a + Σ_b − 2 (Σ_a^½ Σ_b Σ_a^½)^½)``.
+def generator_fd(
+    a: GANBundle, b: GANBundle, *, features: Any = "toy", num_samples: int = 2000, seed: int = 0
+) -> DistanceResult:
+    """Fréchet distance between samples of two generators (independent latents: seeds ``seed`` and ``seed + 1``).
 
-    Uses the symmetric form of the matrix square root, computed by eigen-decomposition in float64, so no complex
-    parts appear (``tr((Σ_a Σ_b)^½) = tr((Σ_a^½ Σ_b Σ_a^½)^½)``).
+    Computed by :func:`eval.fid.frechet_distance` (torchmetrics), so the result names its feature network: with the
+    default ``features="toy"`` it is ``FD-toy`` on the toy judge's penultimate features.
     """
-    a = torch.as_tensor(np.asarray(feats_a), dtype=torch.float64)
-    b = torch.as_tensor(np.asarray(feats_b), dtype=torch.float64)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ConfigError(f"feature sets must be (N, D) with the same D, got {tuple(a.shape)} and {tuple(b.shape)}")
-    if a.shape[0] < 2 or b.shape[0] < 2:
-        raise ConfigError("each feature set needs at least 2 samples to estimate a covariance; pass more samples")
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
-    eigvals_a, eigvecs_a = torch.linalg.eigh(cov_a)
-    sqrt_a = eigvecs_a @ torch.diag(eigvals_a.clamp(min=0).sqrt()) @ eigvecs_a.T
-    middle = sqrt_a @ cov_b @ sqrt_a
-    trace_sqrt = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
-    value = (mu_a - mu_b).pow(2).sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * trace_sqrt
-    return float(value.clamp(min=0))
-
-
-def sample_features(bundle: GANBundle, judge: Any, *, num_samples: int = 2000, seed: int = 0) -> torch.Tensor:
-    """The judge's features of ``num_samples`` samples (the judge needs a ``features(images)`` method)."""
-    judge = _judge(judge)
-    if not hasattr(judge, "features"):
-        raise ConfigError(f"the {getattr(judge, 'name', 'given')} judge has no feature extractor; use judge='toy'")
-    return judge.features(bundle.sample(num_samples, seed=seed))
-
-
-def generator_fd(a: GANBundle, b: GANBundle, *, judge: Any = "toy", num_samples: int = 2000, seed: int = 0) -> float:
-    """FD between samples of two generators on the judge's features (independent latents: seeds seed, seed+1)."""
-    judge = _judge(judge)
-    return frechet_distance(
-        sample_features(a, judge, num_samples=num_samples, seed=seed),
-        sample_features(b, judge, num_samples=num_samples, seed=seed + 1),
-    )
+    return frechet_distance(a.sample(num_samples, seed=seed), b.sample(num_samples, seed=seed + 1), features=features)
 
 
 def retain_fd(
-    erased: GANBundle, retrained: GANBundle, *, judge: Any = "toy", num_samples: int = 2000, seed: int = 0
-) -> float:
+    erased: GANBundle, retrained: GANBundle, *, features: Any = "toy", num_samples: int = 2000, seed: int = 0
+) -> DistanceResult:
     """Ret-FD: FD between the erased generator and one trained without the concept (e.g. the toy
     ``gan_without_<object>``). Lower is closer to retraining from scratch."""
-    return generator_fd(erased, retrained, judge=judge, num_samples=num_samples, seed=seed)
+    return generator_fd(erased, retrained, features=features, num_samples=num_samples, seed=seed)
 
 
 def _judge(judge: Any):

@@ -18,7 +18,7 @@ from gan.adapt_then_unlearn import (
     repulsion_loss,
 )
 from gan.bundle import GANBundle, tiny_bundle
-from gan.metrics import frechet_distance, percentage_of_unlearning
+from gan.metrics import generator_fd, percentage_of_unlearning
 from gan.tiny import RednessJudge
 from pipelines.artifacts import apply_artifact
 from pipelines.errors import ConfigError
@@ -34,6 +34,15 @@ def bundle() -> GANBundle:
 
 def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+class MeanColour(torch.nn.Module):
+    """Per-channel mean and spread: a cheap feature extractor that sees colour shifts."""
+
+    num_features = 6
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([images.mean(dim=(2, 3)), images.std(dim=(2, 3))], dim=1)
 
 
 def test_two_steps_change_only_the_generator_and_not_the_input(bundle):
@@ -194,13 +203,12 @@ def test_pul_counts_negatives_on_identical_latents(bundle):
     assert result["negatives_erased"] == 0 and result["pul"] == 1.0
 
 
-def test_frechet_distance_is_zero_for_one_set_and_grows_with_a_mean_shift():
+def test_generator_fd_names_its_features_and_sees_a_changed_generator(bundle):
     torch.manual_seed(0)
-    features = torch.randn(500, 8)
-    assert frechet_distance(features, features) == pytest.approx(0.0, abs=1e-6)
-    shift = torch.zeros(8)
-    shift[0] = 3.0
-    assert frechet_distance(features, features + shift) == pytest.approx(9.0, rel=1e-6)  # ‖Δμ‖², same covariance
-    other = torch.randn(500, 8) * 2
-    assert frechet_distance(features, other) == pytest.approx(frechet_distance(other, features), rel=1e-6)
-    assert frechet_distance(features, other) > 1.0
+    itself = generator_fd(bundle, bundle, features=MeanColour(), num_samples=64)
+    bluer = copy.deepcopy(bundle.generator)
+    with torch.no_grad():
+        bluer.to_rgbs[-1].bias += torch.tensor([-2.0, 0.0, 2.0]).view(1, 3, 1, 1)
+    shifted = generator_fd(bundle, GANBundle(generator=bluer), features=MeanColour(), num_samples=64)
+    assert itself.metric == shifted.metric == "FD-MeanColour"
+    assert shifted.value > 10 * max(itself.value, 1e-3), (itself, shifted)

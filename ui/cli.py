@@ -314,7 +314,9 @@ def cmd_methods(argv: Sequence[str]) -> int:
 def cmd_toy(argv: Sequence[str]) -> int:
     parser = _Parser(prog=f"{PROG} toy", description="Build or inspect the bundled toy world.")
     sub = parser.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    build = sub.add_parser("build", help="Train the toy world from scratch (about half an hour on 2 CPU cores).")
+    build = sub.add_parser(
+        "build", help="Train the toy world from scratch (about 2 h 20 min on 2 CPU cores; --stages picks parts)."
+    )
     build.add_argument("--output_dir", default=None, help="Where to write (default: the package's toy assets).")
     build.add_argument(
         "--stages",

@@ -1,0 +1,96 @@
+"""Adapt-then-Unlearn on the toy StyleGAN2: PUL and FD for the three repulsion losses on two objects.
+
+For each object and each repulsion (IL2 γ/d, NL2 −γ·d, EL2 100·exp(−γ·d)), one run of the toy preset with only the
+repulsion changed (same seed, same γ, so the losses compare like with like), then on 1000 shared latents:
+
+- PUL: the fraction of the base generator's samples of the object that no longer show it (identical latents);
+- FD-toy: Fréchet distance between erased and base samples on the toy judge's penultimate features (2000 each);
+- the rarest other object's frequency among the erased samples (does everything else survive?);
+- wall seconds of the run.
+
+Writes ``benchmarks/results/atu.json``. Run: ``python benchmarks/atu.py`` (about 6 runs of ~2-3 minutes on 2 CPU
+cores); ``--objects circle --repulsions el2`` for a subset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+import gan
+from erasure import erase
+from eval.judges import load_judge
+from gan.bundle import GANBundle
+from gan.metrics import generator_fd, percentage_of_unlearning
+
+OUT = Path(__file__).resolve().parent / "results" / "atu.json"
+NUM_SAMPLES = 1000
+
+
+def object_frequencies(bundle: GANBundle, judge, *, num_samples: int, seed: int) -> dict[str, float]:
+    top = judge.probabilities(bundle.sample(num_samples, seed=seed))["object"].argmax(-1)
+    return {name: float((top == i).float().mean()) for i, name in enumerate(judge.heads["object"])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", nargs="+", default=["circle", "diamond"])
+    parser.add_argument("--repulsions", nargs="+", default=["il2", "nl2", "el2"], choices=["il2", "nl2", "el2"])
+    parser.add_argument("--gamma", type=float, default=30.0, help="γ for every repulsion (the toy preset's EL2 γ)")
+    parser.add_argument("--output", default=str(OUT))
+    args = parser.parse_args()
+
+    bundle = gan.load("toy")
+    judge = load_judge("toy")
+    base_frequency = object_frequencies(bundle, judge, num_samples=NUM_SAMPLES, seed=1)
+    runs = []
+    for concept in args.objects:
+        for repulsion in args.repulsions:
+            start = time.perf_counter()
+            result = erase(
+                "adapt_then_unlearn", bundle, concept=concept, preset="toy", seed=0, repulsion=repulsion,
+                gamma=args.gamma, eval_samples=0,
+            )  # fmt: skip
+            seconds = time.perf_counter() - start
+            erased = GANBundle(generator=result.components["generator"], metadata=bundle.metadata)
+            pul = percentage_of_unlearning(bundle, erased, judge, concept, num_samples=NUM_SAMPLES, seed=1)
+            frequency = object_frequencies(erased, judge, num_samples=NUM_SAMPLES, seed=1)
+            others = {o: f for o, f in frequency.items() if o != concept}
+            run = {
+                "concept": concept,
+                "repulsion": repulsion,
+                "gamma": args.gamma,
+                "pul": pul["pul"],
+                "negatives_base": pul["negatives_base"],
+                "negatives_erased": pul["negatives_erased"],
+                "fd_toy_vs_base": generator_fd(bundle, erased, num_samples=2000).value,
+                "rarest_other_object": min(others, key=others.get),
+                "rarest_other_frequency": min(others.values()),
+                "object_frequency": frequency,
+                "seconds": round(seconds, 1),
+            }
+            print(json.dumps({k: v for k, v in run.items() if k != "object_frequency"}), flush=True)
+            runs.append(run)
+
+    report = {
+        "benchmark": "adapt_then_unlearn on the toy StyleGAN2",
+        "preset": "toy",
+        "num_samples": NUM_SAMPLES,
+        "fd_features": "FD-toy (toy judge penultimate features), 2000 samples per generator",
+        "base_fd_toy_self": generator_fd(bundle, bundle, num_samples=2000).value,
+        "base_object_frequency": base_frequency,
+        "runs": runs,
+        "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(), "torch": torch.__version__},
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
