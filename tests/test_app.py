@@ -138,7 +138,8 @@ def test_control_values_convert_to_config_values_or_name_the_field():
     values = [app._format_setting(s) for s in specs.values()]
     settings = app.settings_from_controls(layout, "esd", values)
     erasure.make_config("esd", concept="star", **settings)  # the starting values make a valid config
-    assert settings["erase_from"] is None and settings["max_train_steps"] == 150
+    assert settings["erase_from"] is None
+    assert settings["max_train_steps"] == erasure.get_config_class("esd").presets["toy"]["max_train_steps"]
     assert app.convert_setting(specs["max_train_steps"], 7.0) == 7
     with pytest.raises(erasure.base.ConfigError, match="max_train_steps must be a whole number"):
         app.convert_setting(specs["max_train_steps"], 2.5)
