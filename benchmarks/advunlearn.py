@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _pass_costs(pipe, batch: int = 1) -> dict[str, float]:
-    """Median seconds of one UNet forward, UNet forward+backward to its input, text-encoder forward(+backward)."""
+    """Median seconds of one UNet forward (batch 1, and the batch-2 call of a guided sampling step), UNet
+    forward+backward to its input, text-encoder forward+backward."""
     import statistics
 
     from pipelines.sd import encode_prompts
@@ -59,6 +60,10 @@ def _pass_costs(pipe, batch: int = 1) -> dict[str, float]:
         with torch.no_grad():
             unet(x, t, encoder_hidden_states=cond)
 
+    def unet_fwd_cfg():  # one guided sampling step: conditional and unconditional halves in one batch, as sampled
+        with torch.no_grad():
+            unet(torch.cat([x, x]), torch.cat([t, t]), encoder_hidden_states=torch.cat([cond, cond]))
+
     def unet_fwd_bwd():
         c = cond.clone().requires_grad_(True)
         unet(x, t, encoder_hidden_states=c).sample.mean().backward()
@@ -70,6 +75,7 @@ def _pass_costs(pipe, batch: int = 1) -> dict[str, float]:
     te.requires_grad_(True)
     costs = {
         "unet_forward": timed(unet_fwd),
+        "unet_forward_cfg_batch2": timed(unet_fwd_cfg),
         "unet_forward_backward": timed(unet_fwd_bwd),
         "text_encoder_forward_backward": timed(te_fwd_bwd),
     }
@@ -80,7 +86,7 @@ def _pass_costs(pipe, batch: int = 1) -> dict[str, float]:
 def _minimum_seconds(cfg, costs: dict[str, float], schedule: str) -> float:
     """Seconds of the passes one attacked outer iteration cannot avoid (expected DDIM steps (N-1)/2 per trajectory)."""
     steps = (cfg.num_inference_steps - 1) / 2
-    trajectory = steps * costs["unet_forward"] * 2  # CFG: two UNet evaluations per DDIM step
+    trajectory = steps * costs["unet_forward_cfg_batch2"]  # CFG: one batch-2 UNet call per DDIM step
     grad_pass = costs["unet_forward_backward"] + costs["text_encoder_forward_backward"]
     trajectories = (cfg.attack_steps + 1) if schedule == "faithful" else 1
     attack = cfg.attack_steps * (costs["unet_forward"] + grad_pass)  # target ε_o, then ε through encoder and UNet

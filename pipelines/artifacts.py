@@ -68,7 +68,9 @@ def fingerprint(module: torch.nn.Module, samples_per_tensor: int = 2048) -> str:
         digest.update(str(tuple(tensor.shape)).encode())
         flat = tensor.detach().reshape(-1)
         if flat.numel() > samples_per_tensor:
-            idx = torch.linspace(0, flat.numel() - 1, samples_per_tensor, device=flat.device).long()
+            # Integer arithmetic: a float32 linspace rounds past the last index for tensors above 2**24 entries.
+            steps = torch.arange(samples_per_tensor, device=flat.device, dtype=torch.int64)
+            idx = steps * (flat.numel() - 1) // (samples_per_tensor - 1)
             flat = flat[idx]
         if flat.is_floating_point():
             flat = flat.to(torch.float16)

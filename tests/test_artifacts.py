@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import erasure
 from pipelines.artifacts import MANIFEST, apply_artifact, read_manifest, save_artifact
@@ -117,3 +118,15 @@ def test_partial_keys_must_match_manifest(artifact, tiny_pipe):
     (artifact / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="other tensors"):
         apply_artifact(tiny_pipe, artifact)
+
+
+def test_fingerprint_samples_tensors_larger_than_float32_indexing():
+    """SD v1.4 holds tensors above 2**24 entries, where a float32 linspace of indices runs past the end."""
+    from pipelines.artifacts import fingerprint
+
+    module = torch.nn.Module()
+    module.weight = torch.nn.Parameter(torch.zeros(29_491_200))
+    first = fingerprint(module)
+    with torch.no_grad():
+        module.weight[-1] = 1.0  # the last entry is always sampled
+    assert fingerprint(module) != first
