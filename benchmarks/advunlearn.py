@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -219,7 +221,13 @@ def memory() -> dict:
             timeout=1800,
         )
         line = [x for x in proc.stdout.splitlines() if x.startswith("{")]
-        out[layout] = json.loads(line[-1]) if line else {"error": proc.stderr[-2000:]}
+        if line:
+            out[layout] = json.loads(line[-1])
+        elif proc.returncode == -signal.SIGKILL:
+            total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+            out[layout] = {"error": f"killed (SIGKILL: out of memory with {total_mb:.0f} MB of RAM)"}
+        else:
+            out[layout] = {"error": f"exit code {proc.returncode}: {proc.stderr[-2000:]}"}
         print(layout, out[layout])
     if "peak_rss_mb" in out.get("official", {}) and "peak_rss_mb" in out.get("ours", {}):
         out["ratio_ours_to_official"] = round(out["ours"]["peak_rss_mb"] / out["official"]["peak_rss_mb"], 3)

@@ -6,7 +6,7 @@ click during a long run must be told to wait, Stop must end that run, and an emp
 page.
 
 The screenshot goes to ``$STUDIO_SCREENSHOT`` when set, else into the test's tmp_path, so CI never dirties the tree.
-The README's picture comes from ``STUDIO_SCREENSHOT=docs/studio.png STUDIO_ERASE_STEPS=150 pytest
+The README's picture comes from ``STUDIO_SCREENSHOT=docs/studio.png STUDIO_ERASE_STEPS=100 pytest
 tests/test_browser.py``: the toy preset's full 150 steps (about two minutes on a CPU), previews at 25 sampler steps.
 """
 
