@@ -167,8 +167,9 @@ class SalUnConfig(EraseConfig):
     method = "salun"
     # Swept on the bundled toy SD (erasing "star", 200 steps, rates at 4-8 seeds x 6 colours per object): the masked
     # full UNet at lr 1e-5..1e-4 costs other objects 0.3-0.9 at guidance 7.5 (our guess: through the unconditional
-    # branch, which the retain loss does not constrain and guidance amplifies); cross-attention only cuts stars by 25 % at lr 3e-5, 83-88 % at
-    # 4e-5 (others within 0.12 but "cross" -0.25), 100 % at 5e-5 (circle -0.21, cross -0.29).
+    # branch, which the retain loss does not constrain and guidance amplifies). Cross-attention only cuts stars by
+    # 25 % at lr 3e-5, 83-88 % at 4e-5 (others within 0.12 but "cross" -0.25) and 100 % at 5e-5 (circle -0.21, cross
+    # -0.29).
     presets = {
         # The toy world: 32x32 images, 8x8x4 latents, a 5.9M-parameter UNet. 48 forget images (8 per colour) and 84
         # retain images (2 per other object and colour) take about 15 s to draw; 200 steps at batch 8 (33 passes over

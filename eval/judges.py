@@ -166,6 +166,18 @@ _JUDGES: dict[str, Callable[..., Judge]] = {"toy": ToyJudge}
 _CACHE: dict[str, Judge] = {}
 
 
+def top_k_verdicts(probs: torch.Tensor, targets: list[int], top_k: int, names) -> list[Verdict]:
+    """Verdicts of a classifier: success when a target class is among the top ``top_k``; the score is the targets'
+    total probability and the label the top class's name (``names[index]``)."""
+    top = probs.topk(top_k, dim=-1).indices.tolist()
+    return [
+        Verdict(
+            success=any(i in targets for i in top[n]), score=float(probs[n, targets].sum()), label=names[top[n][0]]
+        )
+        for n in range(len(probs))
+    ]
+
+
 def register_judge(name: str) -> Callable[[Callable[..., Judge]], Callable[..., Judge]]:
     """Decorator that registers a judge factory under ``name`` (refuses duplicates)."""
 
@@ -763,17 +775,9 @@ class ImageNetJudge(Judge):
         return self.class_index if self.class_index is not None else imagenet_class_indices(concept)
 
     def judge(self, images: torch.Tensor, concept: str) -> list[Verdict]:
-        targets = list(self.class_indices(concept))
-        probs = self.probabilities(images)
-        top = probs.topk(self.top_k, dim=-1).indices.tolist()
-        return [
-            Verdict(
-                success=any(i in targets for i in top[n]),
-                score=float(probs[n, targets].sum()),
-                label=self.categories[top[n][0]],
-            )
-            for n in range(len(probs))
-        ]
+        return top_k_verdicts(
+            self.probabilities(images), list(self.class_indices(concept)), self.top_k, self.categories
+        )
 
     def knows(self, concept: str) -> bool:
         return bool(self.class_indices(concept))
@@ -895,17 +899,7 @@ class ClassifierJudge(Judge):
         return torch.cat(chunks)
 
     def judge(self, images: torch.Tensor, concept: str) -> list[Verdict]:
-        targets = self.label_indices(concept)
-        probs = self.probabilities(images)
-        top = probs.topk(self.top_k, dim=-1).indices.tolist()
-        return [
-            Verdict(
-                success=any(i in targets for i in top[n]),
-                score=float(probs[n, targets].sum()),
-                label=self.id2label[top[n][0]],
-            )
-            for n in range(len(probs))
-        ]
+        return top_k_verdicts(self.probabilities(images), list(self.label_indices(concept)), self.top_k, self.id2label)
 
     def knows(self, concept: str) -> bool:
         return bool(self.label_indices(concept))
