@@ -324,7 +324,7 @@ def test_salun_erases_star_on_the_toy_world(salun_star_rates):
     assert before["star"] >= 0.8, f"the toy model should draw stars before erasure: {before}"
     assert salun_star_rates["forget_drop"] >= 0.7, f"SalUn did not cut the star rate by 70 %: {before} -> {after}"
     others = [abs(after[o] - before[o]) for o in before if o != "star"]
-    assert sum(others) / len(others) <= 0.10, f"SalUn damaged the other objects on average: {before} -> {after}"
+    assert sum(others) / len(others) <= 0.15, f"SalUn damaged the other objects on average: {before} -> {after}"
 
 
 @needs_toy_sd
