@@ -26,15 +26,10 @@ import gan
 from erasure import erase
 from eval.judges import load_judge
 from gan.bundle import GANBundle
-from gan.metrics import generator_fd, percentage_of_unlearning
+from gan.metrics import generator_fd, object_frequency, percentage_of_unlearning
 
 OUT = Path(__file__).resolve().parent / "results" / "atu.json"
 NUM_SAMPLES = 1000
-
-
-def object_frequencies(bundle: GANBundle, judge, *, num_samples: int, seed: int) -> dict[str, float]:
-    top = judge.probabilities(bundle.sample(num_samples, seed=seed))["object"].argmax(-1)
-    return {name: float((top == i).float().mean()) for i, name in enumerate(judge.heads["object"])}
 
 
 def main() -> None:
@@ -47,7 +42,7 @@ def main() -> None:
 
     bundle = gan.load("toy")
     judge = load_judge("toy")
-    base_frequency = object_frequencies(bundle, judge, num_samples=NUM_SAMPLES, seed=1)
+    base_frequency = object_frequency(bundle, judge, num_samples=NUM_SAMPLES, seed=1)
     runs = []
     for concept in args.objects:
         for repulsion in args.repulsions:
@@ -59,7 +54,7 @@ def main() -> None:
             seconds = time.perf_counter() - start
             erased = GANBundle(generator=result.components["generator"], metadata=bundle.metadata)
             pul = percentage_of_unlearning(bundle, erased, judge, concept, num_samples=NUM_SAMPLES, seed=1)
-            frequency = object_frequencies(erased, judge, num_samples=NUM_SAMPLES, seed=1)
+            frequency = object_frequency(erased, judge, num_samples=NUM_SAMPLES, seed=1)
             others = {o: f for o, f in frequency.items() if o != concept}
             run = {
                 "concept": concept,

@@ -81,7 +81,7 @@ def erasure_rates(
     """Judge rates of the base and the erased model on the toy world's prompt sets for ``concept``'s attribute.
 
     Returns ``{"concept", "before": {c: rate}, "after": {c: rate}, "forget_drop": relative drop on the concept,
-    "max_other_shift": largest absolute change on any other value}``.
+    "max_other_shift": largest absolute change on any other value, "mean_other_shift": their mean absolute change}``.
     """
     from pipelines.toy.world import canonical
 
@@ -90,7 +90,7 @@ def erasure_rates(
     before = concept_rates(base, sets, judge, **kw)["rates"]
     after = concept_rates(erased, sets, judge, **kw)["rates"]
     value = canonical(concept)
-    others = [c for c in sets if c != value]
+    shifts = [abs(after[c] - before[c]) for c in sets if c != value]
     return {
         "concept": value,
         "judge": load_judge(judge).describe(),
@@ -98,5 +98,6 @@ def erasure_rates(
         "before": before,
         "after": after,
         "forget_drop": (before[value] - after[value]) / max(before[value], 1e-9),
-        "max_other_shift": max(abs(after[c] - before[c]) for c in others),
+        "max_other_shift": max(shifts),
+        "mean_other_shift": sum(shifts) / len(shifts),
     }

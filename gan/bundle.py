@@ -16,8 +16,8 @@ Formats read by :func:`load`:
   (what :func:`save_bundle` writes);
 - a ``.safetensors`` file of generator weights; its config comes from the file's header (what
   :func:`save_generator` writes), a JSON file beside it (``<name>.json`` or ``config.json``), or the tensor shapes;
-- a rosinality ``.pt`` checkpoint (``g_ema`` or ``g``, ``d``, ``args``). It is read with ``torch.load(...,
-  weights_only=True)`` and only ``argparse.Namespace`` allowed beyond tensors and containers: a checkpoint that
+- a rosinality ``.pt`` checkpoint (``g_ema`` or ``g``, ``d``, ``args``). It is read by :func:`_safe_torch_load`
+  (``weights_only=True``, with only ``argparse.Namespace`` allowed beyond tensors and containers): a checkpoint that
   carries any other pickled object is refused (:class:`UnsafeCheckpointError`), because unpickling it could run code.
 """
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
+
 from eval.fid import DistanceResult, frechet_distance
 
 from .bundle import GANBundle
@@ -53,6 +55,20 @@ def percentage_of_unlearning(
         "num_samples": num_samples,
         "seed": seed,
     }
+
+
+def top_class_frequency(probabilities: torch.Tensor, names: list[str]) -> dict[str, float]:
+    """How often each class is a classifier head's top choice, from its ``(N, classes)`` probabilities."""
+    top = probabilities.argmax(-1)
+    return {name: float((top == i).float().mean()) for i, name in enumerate(names)}
+
+
+def object_frequency(bundle: GANBundle, judge: Any, *, num_samples: int = 1000, seed: int = 0) -> dict[str, float]:
+    """How often each object is the toy judge's top object among ``num_samples`` samples (latents of ``seed``)."""
+    judge = _judge(judge)
+    return top_class_frequency(
+        judge.probabilities(bundle.sample(num_samples, seed=seed))["object"], judge.heads["object"]
+    )
 
 
 def generator_fd(

@@ -118,10 +118,10 @@ def advunlearn_star_rates(toy_pipe, toy_judge, tmp_path_factory):
 @needs_toy_sd
 @pytest.mark.slow
 def test_advunlearn_erases_star_and_swaps_into_a_fresh_pipeline(advunlearn_star_rates):
-    before, after = advunlearn_star_rates["before"], advunlearn_star_rates["after"]
+    rates = advunlearn_star_rates
+    before, after = rates["before"], rates["after"]
     assert after["star"] <= 0.3 * before["star"], f"star rate did not fall by 70%: {before} -> {after}"
-    others = [abs(after[o] - before[o]) for o in before if o != "star"]
-    assert sum(others) / len(others) <= 0.15, f"AdvUnlearn damaged the other objects on average: {before} -> {after}"
+    assert rates["mean_other_shift"] <= 0.15, f"AdvUnlearn damaged the other objects on average: {before} -> {after}"
 
 
 @needs_toy_sd
@@ -132,7 +132,6 @@ def test_advunlearn_erases_star_and_swaps_into_a_fresh_pipeline(advunlearn_star_
     "costs 'cross' (nearest 'star' in the toy text encoder, drawn 58 % of the time by the base) 0.25-0.29.",
 )
 def test_advunlearn_leaves_every_other_object_within_ten_points(advunlearn_star_rates):
-    before, after = advunlearn_star_rates["before"], advunlearn_star_rates["after"]
-    for obj in before:
-        if obj != "star":
-            assert abs(after[obj] - before[obj]) <= 0.10 + 1e-9, f"{obj} moved too much: {before} -> {after}"
+    rates = advunlearn_star_rates
+    before, after = rates["before"], rates["after"]
+    assert rates["max_other_shift"] <= 0.10 + 1e-9, f"another object moved too much: {before} -> {after}"

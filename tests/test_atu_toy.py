@@ -19,7 +19,7 @@ def test_erasing_circle_from_the_toy_gan():
     from erasure import erase
     from eval.judges import load_judge
     from gan.bundle import GANBundle
-    from gan.metrics import percentage_of_unlearning
+    from gan.metrics import object_frequency, percentage_of_unlearning
 
     bundle = gan.load("toy")
     judge = load_judge("toy")
@@ -32,8 +32,7 @@ def test_erasing_circle_from_the_toy_gan():
     assert pul["pul"] >= 0.6, f"PUL {pul['pul']:.2f} < 0.60: {pul}"
 
     # Every other object survives: each is still the judge's top object on at least 3 % of the erased samples.
-    top = judge.probabilities(erased.sample(NUM_SAMPLES, seed=1))["object"].argmax(-1)
-    frequency = {name: float((top == i).float().mean()) for i, name in enumerate(judge.heads["object"])}
+    frequency = object_frequency(erased, judge, num_samples=NUM_SAMPLES, seed=1)
     survivors = {o: f for o, f in frequency.items() if o != "circle"}
     assert set(survivors) == set(OBJECTS) - {"circle"}
     assert min(survivors.values()) >= 0.03, f"an object vanished with the circles: {frequency}"

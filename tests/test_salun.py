@@ -320,11 +320,11 @@ def salun_star_rates(toy_pipe, toy_judge, tmp_path_factory):
 @needs_toy_sd
 @pytest.mark.slow
 def test_salun_erases_star_on_the_toy_world(salun_star_rates):
-    before, after = salun_star_rates["before"], salun_star_rates["after"]
+    rates = salun_star_rates
+    before, after = rates["before"], rates["after"]
     assert before["star"] >= 0.8, f"the toy model should draw stars before erasure: {before}"
-    assert salun_star_rates["forget_drop"] >= 0.7, f"SalUn did not cut the star rate by 70 %: {before} -> {after}"
-    others = [abs(after[o] - before[o]) for o in before if o != "star"]
-    assert sum(others) / len(others) <= 0.15, f"SalUn damaged the other objects on average: {before} -> {after}"
+    assert rates["forget_drop"] >= 0.7, f"SalUn did not cut the star rate by 70 %: {before} -> {after}"
+    assert rates["mean_other_shift"] <= 0.15, f"SalUn damaged the other objects on average: {before} -> {after}"
 
 
 @needs_toy_sd
@@ -335,7 +335,6 @@ def test_salun_erases_star_on_the_toy_world(salun_star_rates):
     "'cross' (nearest 'star' in the toy text encoder, and the base's most fragile object) 0.25 at 8 seeds.",
 )
 def test_salun_leaves_every_other_object_within_ten_points(salun_star_rates):
-    before, after = salun_star_rates["before"], salun_star_rates["after"]
-    for obj in before:
-        if obj != "star":
-            assert abs(after[obj] - before[obj]) <= 0.10 + 1e-9, f"{obj} moved too much: {before} -> {after}"
+    rates = salun_star_rates
+    before, after = rates["before"], rates["after"]
+    assert rates["max_other_shift"] <= 0.10 + 1e-9, f"another object moved too much: {before} -> {after}"

@@ -1,8 +1,8 @@
 """Train the toy world from scratch: the judge, the VAE, the toy CLIP, the UNet, and the StyleGAN2.
 
 ``erasure-studio toy build`` runs this. Each stage is an explicit, unrolled loop with a tqdm bar; everything is
-seeded, and the weights are written as safetensors with a checksum list. On 2 CPU cores the whole build takes about
-half an hour (the README records the measured time).
+seeded, and the weights are written as safetensors with a checksum list. On 2 CPU cores the whole build took 2 h 20
+min (``assets/build_report.json`` has each stage's time).
 
 Recipes follow the feasibility run in ENVIRONMENT.md: a latent space of 8x8x4, a UNet with cross-attention at 8x8,
 4x4 and the middle block, classifier-free-guidance dropout of 10 %, EMA weights, DDIM sampling. As in SD v1, whose
@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from ..errors import MissingWeightsError
 from .models import (
     CLIP_IMAGE_MEAN,
     CLIP_IMAGE_STD,
@@ -181,7 +182,9 @@ def train_sd(
     torch.manual_seed(seed)
     sd_dir = out / "sd"
     if not (out / "clip" / "config.json").is_file():
-        raise FileNotFoundError(f"the sd stage needs the toy CLIP in {out / 'clip'}: build the clip stage first")
+        raise MissingWeightsError(
+            f"the sd stage needs the toy CLIP in {out / 'clip'}; build both: erasure-studio toy build --stages clip,sd"
+        )
     tokenizer_dir = write_clip_tokenizer(sd_dir / "tokenizer")
     tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir)
     vae = AutoencoderKL.from_pretrained(sd_dir / "vae").eval()

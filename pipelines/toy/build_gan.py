@@ -259,14 +259,13 @@ def gan_quality(bundle, judge, *, num_samples: int = 2000, seed: int = 1) -> dic
         `dict`: ``object_frequency`` (object -> fraction), ``min_object_frequency``, ``confident_fraction``,
         ``mean_max_probability``, ``colour_frequency``, ``passes`` (both thresholds met), ``num_samples``.
     """
+    from gan.metrics import top_class_frequency
+
     images = bundle.sample(num_samples, seed=seed)
     probs = judge.probabilities(images)
     object_probs = probs["object"]
-    top = object_probs.argmax(-1)
-    heads = judge.heads
-    object_frequency = {name: float((top == i).float().mean()) for i, name in enumerate(heads["object"])}
-    colour_top = probs["colour"].argmax(-1)
-    colour_frequency = {name: float((colour_top == i).float().mean()) for i, name in enumerate(heads["colour"])}
+    object_frequency = top_class_frequency(object_probs, judge.heads["object"])
+    colour_frequency = top_class_frequency(probs["colour"], judge.heads["colour"])
     confident = float((object_probs.max(-1).values >= 0.9).float().mean())
     minimum = min(object_frequency.values())
     return {
