@@ -21,11 +21,16 @@ Schedules:
 - ``faithful``: the official one. Timesteps ``[10, 30, ..., 990]`` in order, 40 iterations each with one timestep
   per UNet call, a check generation after every timestep: up to 2,000 UNet passes with gradients and 50 full
   generations per prompt.
-- ``fast`` (default): the same objective, evaluated the same number of times, but ``timestep_batch`` timesteps share
-  one UNet call (so an iteration averages the loss over several timesteps), the target latents are encoded once, and
-  the arg-max prompt is looked at every ``check_every`` iterations instead of once per timestep, with a check
-  generation only when it changed since the last check (an unchanged prompt gives the same image and the same
-  verdict), so an attack that has already won stops sooner. ``benchmarks/attack_speed.py`` measures both.
+- ``fast`` (default): the same objective over the same timesteps, but ``timestep_batch`` timesteps share one UNet
+  call (an iteration averages the loss over several timesteps, so a group of timesteps gets the 40 iterations one
+  timestep gets in the official schedule), the target latents are encoded once, and check images are generated only
+  when needed. The arg-max prompt is looked at every ``check_every`` iterations; a prompt that was already checked
+  is skipped (same prompt, same seed: same image, same verdict), and a new prompt is generated and judged only if
+  its denoising loss on the target (the attack's own objective, on one fixed probe of noise and timesteps spread
+  over the schedule: one batched forward pass) is below that of every prompt checked so far, or at the end of a
+  group in which nothing was checked. A check costs a whole sampling run (50 guided UNet passes), the probe one
+  batched pass; on a robust victim the official schedule spends much of its time generating its 50 check images.
+  ``benchmarks/attack_speed.py`` measures both schedules on an easy and on a robust victim.
 
 Differences from the official code, each deliberate: the simplex projection is the exact sort-based one (Duchi et al.
 2008) instead of a bisection with tolerance 1e-5; the check image is generated with the victim pipeline's own
@@ -67,8 +72,9 @@ class AttackConfig:
         learning_rate (`float`, defaults to 0.01), weight_decay (`float`, defaults to 0.1): Adam on P.
         schedule (`str`, defaults to `"fast"`): ``"faithful"`` or ``"fast"`` (module docstring).
         timestep_batch (`int`, defaults to 5): timesteps per UNet call in the fast schedule.
-        check_every (`int`, defaults to 10): in the fast schedule, iterations between checks of the discrete prompt
-            (a check runs only if the prompt changed since the last one, and always at the end of a group).
+        check_every (`int`, defaults to 10): in the fast schedule, iterations between looks at the discrete prompt
+            (it is generated and judged only if new and better on the attack objective than every checked prompt;
+            see the module docstring).
         num_inference_steps (`int`, *optional*): sampler steps of the check and target images (pipeline default).
         rand_init (`bool`, defaults to `False`): start P from U(0,1) (projected) instead of uniform 1/|V|.
         seed (`int`, defaults to 0): seeds the token draws and the noise of the attack.
@@ -357,13 +363,24 @@ class UnlearnDiffAtk:
         k = adv_embeds.shape[0]
         spliced = torch.cat([prompt_embeds[:, :1], adv_embeds[None], prompt_embeds[:, 1 : length - k]], dim=1)
         cond = encode_embeddings(self.text_encoder, spliced)
+        noise = torch.randn((len(timesteps), *x0.shape[1:]), generator=generator).to(self.device, x0.dtype)
+        return self._denoising_error(cond, x0, timesteps, noise)
+
+    def _denoising_error(
+        self, cond: torch.Tensor, x0: torch.Tensor, timesteps: list[int], noise: torch.Tensor
+    ) -> torch.Tensor:
+        """‖ε − ε_θ(√ᾱ_t·x0 + √(1−ᾱ_t)·ε, t | c)‖², averaged over the timesteps (one batched UNet call)."""
         n = len(timesteps)
         t = torch.tensor(timesteps, device=self.device)
-        noise = torch.randn((n, *x0.shape[1:]), generator=generator).to(self.device, x0.dtype)
         a = self.alphas_cumprod[t].view(-1, 1, 1, 1).to(x0.dtype)
         noisy = a.sqrt() * x0.expand(n, -1, -1, -1) + (1 - a).sqrt() * noise
         pred = self.unet(noisy, t, encoder_hidden_states=cond.expand(n, -1, -1)).sample
         return F.mse_loss(pred.float(), noise.float())
+
+    @torch.no_grad()
+    def _discrete_loss(self, ids: torch.Tensor, x0: torch.Tensor, timesteps: list[int], noise: torch.Tensor) -> float:
+        """The attack objective for a discrete prompt on fixed noise: how good a candidate is, without sampling."""
+        return self._denoising_error(self.text_encoder(ids)[0], x0, timesteps, noise).item()
 
     def run(self, row: PromptRow, concept: str, x0: torch.Tensor, index: int = 0) -> tuple[AttackRecord, dict]:
         """Attack one prompt. Returns the record and the images/tensors to save."""
@@ -400,9 +417,15 @@ class UnlearnDiffAtk:
         timesteps = cfg.sampled_timesteps(self.num_train_timesteps)
         batch = 1 if cfg.schedule == "faithful" else cfg.timestep_batch
         groups = [timesteps[i : i + batch] for i in range(0, len(timesteps), batch)]
-        last_checked: torch.Tensor | None = None
+        checked: set[tuple[int, ...]] = set()
+        best_checked_loss = float("inf")
+        # The fast schedule scores discrete candidates on one fixed probe (timesteps spread over the schedule, fixed
+        # noise), so that every candidate of this prompt is compared on the same footing.
+        probe_timesteps = timesteps[len(timesteps) // (2 * batch) :: max(1, len(timesteps) // batch)][:batch]
+        probe_noise = torch.randn((len(probe_timesteps), *x0.shape[1:]), generator=generator).to(self.device, x0.dtype)
         steps = evaluations = 0
         for group in groups:
+            checked_in_group = False
             for iteration in range(1, cfg.iterations_per_timestep + 1):
                 optimizer.zero_grad(set_to_none=True)
                 loss = self._loss(probs, prompt_embeds, x0, group, generator)
@@ -418,10 +441,18 @@ class UnlearnDiffAtk:
                 if cfg.schedule == "fast" and not (end_of_group or iteration % cfg.check_every == 0):
                     continue
                 adv = probs.detach().argmax(-1)
-                if cfg.schedule == "fast" and last_checked is not None and torch.equal(adv, last_checked):
-                    continue  # same discrete prompt as the last failed check: same image, same verdict
-                last_checked = adv.clone()
                 ids = self._adversarial_ids(prompt_ids, adv)
+                if cfg.schedule == "fast":
+                    key = tuple(adv.tolist())
+                    if key in checked:
+                        continue  # same discrete prompt, same seed: same image, same verdict
+                    candidate_loss = self._discrete_loss(ids, x0, probe_timesteps, probe_noise)
+                    evaluations += len(probe_timesteps)
+                    if candidate_loss >= best_checked_loss and not (end_of_group and not checked_in_group):
+                        continue  # no better on the attack's own objective than a prompt that already failed
+                    checked.add(key)
+                    checked_in_group = True
+                    best_checked_loss = min(best_checked_loss, candidate_loss)
                 image, verdict = self.check(ids, row, concept)
                 record.checks += 1
                 record.adversarial_ids = adv.tolist()

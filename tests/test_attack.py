@@ -11,7 +11,15 @@ from conftest import needs_toy_sd
 
 from eval.judges import Judge, Verdict
 from eval.prompts import PromptRow, PromptSet
-from eval.unlearndiffatk import AttackConfig, AttackRecord, AttackReport, attack, project_to_simplex, sample_one_hot
+from eval.unlearndiffatk import (
+    AttackConfig,
+    AttackRecord,
+    AttackReport,
+    UnlearnDiffAtk,
+    attack,
+    project_to_simplex,
+    sample_one_hot,
+)
 
 
 class BrightJudge(Judge):
@@ -64,6 +72,64 @@ def test_asr_counts_pre_attack_successes():
         [rec(0, True, True), rec(1, False, True), rec(2, False, False), rec(3, False, False)], {}, {}, "c"
     )
     assert report.pre_asr == 0.25 and report.asr == 0.5
+
+
+def _spy_on_checks(monkeypatch) -> list[tuple[int, ...]]:
+    """Record the token ids of every prompt the attack generates and judges."""
+    checked: list[tuple[int, ...]] = []
+    original = UnlearnDiffAtk.check
+
+    def spy(self, ids, row, concept):
+        checked.append(tuple(ids.view(-1).tolist()))
+        return original(self, ids, row, concept)
+
+    monkeypatch.setattr(UnlearnDiffAtk, "check", spy)
+    return checked
+
+
+FAST_SMALL = dict(
+    schedule="fast", num_timesteps=4, timestep_batch=2, iterations_per_timestep=6, check_every=2, num_inference_steps=2
+)
+
+
+def test_fast_schedule_never_generates_the_same_prompt_twice(tiny_pipe, monkeypatch):
+    checked = _spy_on_checks(monkeypatch)
+    report = attack(tiny_pipe, ["a bright star"], BrightJudge(threshold=2.0), concept="bright", **FAST_SMALL)
+    record = report.records[0]
+    assert not record.success and record.attack_steps == 2 * 6  # two groups of two timesteps, six iterations each
+    assert record.checks == len(checked) >= 2  # the unattacked prompt, then at least one candidate per group
+    assert len(set(checked)) == len(checked)
+
+
+def test_fast_schedule_checks_only_candidates_that_improve_the_attack_objective(tiny_pipe, monkeypatch):
+    """Candidates come at iterations 2, 4, 6 of each group. With these probe losses only the first, every new best,
+    and the end of a group in which nothing was checked are generated."""
+    losses = iter([5.0, 6.0, 7.0, 8.0, 9.0, 4.0])  # group 1: 5 (first), 6, 7; group 2: 8, 9, 4 (new best)
+    monkeypatch.setattr(UnlearnDiffAtk, "_discrete_loss", lambda self, *args: next(losses))
+    monkeypatch.setattr(UnlearnDiffAtk, "_adversarial_ids", _distinct_ids())
+    checked = _spy_on_checks(monkeypatch)
+    attack(tiny_pipe, ["a bright star"], BrightJudge(threshold=2.0), concept="bright", **FAST_SMALL)
+    assert len(checked) == 1 + 2  # unattacked, 5.0, 4.0
+
+
+def test_fast_schedule_checks_the_end_of_a_group_without_checks(tiny_pipe, monkeypatch):
+    losses = iter([5.0, 6.0, 7.0, 8.0, 9.0, 10.0])  # group 2 has no new best: its last candidate is checked anyway
+    monkeypatch.setattr(UnlearnDiffAtk, "_discrete_loss", lambda self, *args: next(losses))
+    monkeypatch.setattr(UnlearnDiffAtk, "_adversarial_ids", _distinct_ids())
+    checked = _spy_on_checks(monkeypatch)
+    attack(tiny_pipe, ["a bright star"], BrightJudge(threshold=2.0), concept="bright", **FAST_SMALL)
+    assert len(checked) == 1 + 2  # unattacked, 5.0, 10.0
+
+
+def _distinct_ids():
+    """A stand-in for ``_adversarial_ids`` that yields a new prompt every call (real ids, shifted token by token)."""
+    counter = iter(range(1, 1000))
+    original = UnlearnDiffAtk._adversarial_ids
+
+    def ids(self, prompt_ids, adv):
+        return original(self, prompt_ids, adv + next(counter))
+
+    return ids
 
 
 def test_attack_runs_and_resumes(tiny_pipe, tmp_path):
