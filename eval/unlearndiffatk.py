@@ -421,8 +421,9 @@ class UnlearnDiffAtk:
         best_checked_loss = float("inf")
         # The fast schedule scores discrete candidates on one fixed probe (timesteps spread over the schedule, fixed
         # noise), so that every candidate of this prompt is compared on the same footing.
-        probe_timesteps = timesteps[len(timesteps) // (2 * batch) :: max(1, len(timesteps) // batch)][:batch]
-        probe_noise = torch.randn((len(probe_timesteps), *x0.shape[1:]), generator=generator).to(self.device, x0.dtype)
+        if cfg.schedule == "fast":
+            probe_timesteps = timesteps[len(timesteps) // (2 * batch) :: max(1, len(timesteps) // batch)][:batch]
+            probe_noise = torch.randn((len(probe_timesteps), *x0.shape[1:]), generator=generator).to(x0)
         steps = evaluations = 0
         for group in groups:
             checked_in_group = False

@@ -68,3 +68,15 @@ def esd_star(tmp_path_factory, toy_pipe):
     result = erasure.erase("esd", toy_pipe, concept="star", preset="toy")
     path = result.save(tmp_path_factory.mktemp("artifacts") / "esd-star", base_model=toy_pipe)
     return result, apply_artifact(toy_pipe, path), path
+
+
+@pytest.fixture(scope="session")
+def toy_star_base_rates(toy_pipe, toy_judge):
+    """The toy model's judge rates on every object's prompts (8 seeds x 6 colours, 25 DDIM steps), sampled once.
+
+    The ESD, SalUn and AdvUnlearn toy tests compare their erased models against these (``erasure_rates(before=)``),
+    so the suite samples the base once instead of once per method.
+    """
+    from eval.rates import concept_rates, toy_prompt_sets
+
+    return concept_rates(toy_pipe, toy_prompt_sets("star"), toy_judge, seeds=8, num_inference_steps=25)["rates"]

@@ -102,7 +102,7 @@ def test_iter_retain_mode(tiny_pipe):
 
 
 @pytest.fixture(scope="module")
-def advunlearn_star_rates(toy_pipe, toy_judge, tmp_path_factory):
+def advunlearn_star_rates(toy_pipe, toy_judge, toy_star_base_rates, tmp_path_factory):
     """Erase "star" with the toy preset, save, and swap the encoder into a freshly loaded toy pipeline."""
     from eval.rates import erasure_rates
     from pipelines import apply_artifact, load_sd
@@ -112,7 +112,8 @@ def advunlearn_star_rates(toy_pipe, toy_judge, tmp_path_factory):
     fresh = load_sd("toy")  # a freshly loaded pipeline of the same family
     erased = apply_artifact(fresh, path)
     assert erased.unet is fresh.unet  # the UNet is untouched: only the encoder swaps in
-    return erasure_rates(fresh, erased, "star", toy_judge, seeds=4, num_inference_steps=25)
+    # `fresh` holds the same weights as `toy_pipe`, so the shared base rates are its rates.
+    return erasure_rates(fresh, erased, "star", toy_judge, seeds=8, num_inference_steps=25, before=toy_star_base_rates)
 
 
 @needs_toy_sd
@@ -121,17 +122,12 @@ def test_advunlearn_erases_star_and_swaps_into_a_fresh_pipeline(advunlearn_star_
     rates = advunlearn_star_rates
     before, after = rates["before"], rates["after"]
     assert after["star"] <= 0.3 * before["star"], f"star rate did not fall by 70%: {before} -> {after}"
-    assert rates["mean_other_shift"] <= 0.15, f"AdvUnlearn damaged the other objects on average: {before} -> {after}"
 
 
 @needs_toy_sd
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 6's bar (every other object within 10 points) is not met on the toy world: every swept setting "
-    "costs 'cross' (nearest 'star' in the toy text encoder, drawn 58 % of the time by the base) 0.25-0.29.",
-)
 def test_advunlearn_leaves_every_other_object_within_ten_points(advunlearn_star_rates):
+    """Issue 6's bar, on 48 samples per object (one sample is 2 points)."""
     rates = advunlearn_star_rates
     before, after = rates["before"], rates["after"]
     assert rates["max_other_shift"] <= 0.10 + 1e-9, f"another object moved too much: {before} -> {after}"

@@ -305,16 +305,17 @@ def test_config_refuses_bad_values():
 
 
 @pytest.fixture(scope="module")
-def salun_star_rates(toy_pipe, toy_judge, tmp_path_factory):
-    """Erase "star" with the toy preset; rates on 8 seeds x 6 colours per object (48 samples: SalUn's shifts on the
-    fragile "cross" swing by a few samples at 4 seeds)."""
+def salun_star_rates(toy_pipe, toy_judge, toy_star_base_rates, tmp_path_factory):
+    """Erase "star" with the toy preset; rates on 8 seeds x 6 colours per object (48 samples)."""
     from eval.rates import erasure_rates
     from pipelines.artifacts import _assemble
 
     cache = tmp_path_factory.mktemp("salun-cache")
     result = erasure.erase("salun", toy_pipe, concept="star", preset="toy", cache_dir=str(cache))
     erased = _assemble(toy_pipe, result.artifact_kind, result.components)
-    return erasure_rates(toy_pipe, erased, "star", toy_judge, seeds=8, num_inference_steps=25)
+    return erasure_rates(
+        toy_pipe, erased, "star", toy_judge, seeds=8, num_inference_steps=25, before=toy_star_base_rates
+    )
 
 
 @needs_toy_sd
@@ -324,17 +325,12 @@ def test_salun_erases_star_on_the_toy_world(salun_star_rates):
     before, after = rates["before"], rates["after"]
     assert before["star"] >= 0.8, f"the toy model should draw stars before erasure: {before}"
     assert rates["forget_drop"] >= 0.7, f"SalUn did not cut the star rate by 70 %: {before} -> {after}"
-    assert rates["mean_other_shift"] <= 0.15, f"SalUn damaged the other objects on average: {before} -> {after}"
 
 
 @needs_toy_sd
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 7's bar (every other object within 10 points) is not met on the toy world: the toy preset costs "
-    "'cross' (nearest 'star' in the toy text encoder, and the base's most fragile object) 0.25 at 8 seeds.",
-)
 def test_salun_leaves_every_other_object_within_ten_points(salun_star_rates):
+    """Issue 7's bar, on 48 samples per object (one sample is 2 points)."""
     rates = salun_star_rates
     before, after = rates["before"], rates["after"]
     assert rates["max_other_shift"] <= 0.10 + 1e-9, f"another object moved too much: {before} -> {after}"

@@ -45,16 +45,18 @@ UNET_CONFIG = dict(
     up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
     block_out_channels=(64, 128, 128),
     layers_per_block=1,
-    cross_attention_dim=64,
+    cross_attention_dim=96,
     attention_head_dim=8,
     norm_num_groups=32,
 )
 
-# The text encoder is the toy CLIP's text tower, frozen, as SD v1 uses OpenAI CLIP ViT-L/14's (see build.py).
+# The toy SD's text encoder: a CLIPTextModel trained jointly with the UNet (see build.py for why it is not the toy
+# CLIP's text tower). 96 wide: the 64-wide tower crowded the objects' token states together (cosine 0.83 between
+# "star" and "cross"), so a linear edit of the cross-attention that erases one object moved its neighbours too.
 TEXT_ENCODER_CONFIG = dict(
     vocab_size=CLIP_VOCAB_SIZE,
-    hidden_size=64,
-    intermediate_size=256,
+    hidden_size=96,
+    intermediate_size=384,
     num_hidden_layers=4,
     num_attention_heads=4,
     max_position_embeddings=MAX_PROMPT_TOKENS,
@@ -75,7 +77,8 @@ SCHEDULER_CONFIG = dict(
     prediction_type="epsilon",
 )
 
-CLIP_TEXT_CONFIG = TEXT_ENCODER_CONFIG
+# The toy CLIP's text tower is its own, 64 wide (the token embedding is most of the package's size budget).
+CLIP_TEXT_CONFIG = dict(TEXT_ENCODER_CONFIG, hidden_size=64, intermediate_size=256)
 CLIP_VISION_CONFIG = dict(
     image_size=32, patch_size=4, hidden_size=96, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4
 )
