@@ -13,7 +13,9 @@ Writes ``benchmarks/results/salun_memory.json`` (``--output`` to change).
 2. **SD v1.4 step**: one masked SalUn training step (the random-label forget term at batch 1, the retain term at
    batch 1, masking, Adam, restoring the entries outside the mask) on ``UNet2DConditionModel`` with SD v1.4's
    config (written out below, random weights, fp32, 64x64 latents, 77x768 text conditioning), with and without
-   gradient checkpointing. The mask is a random half of every tensor: what it selects does not change the memory.
+   gradient checkpointing, and with checkpointing plus bitsandbytes' 8-bit Adam (SalUn's ``use_8bit_adam``; run
+   when bitsandbytes is installed, which works on the CPU since 0.45). The mask is a random half of every tensor:
+   what it selects does not change the memory.
 
 Every measurement runs in a fresh Python process, so each peak resident set (``ru_maxrss``) belongs to that
 measurement alone; ratios compare runs of the same invocation (compare ratios, not absolute numbers, across
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import importlib.util
 import json
 import os
 import platform
@@ -153,9 +156,11 @@ def worker_sd_step(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from diffusers import DDIMScheduler, UNet2DConditionModel
 
+    from erasure import make_config
     from erasure.salun import (
         diffusion_loss,
         frozen_entries,
+        make_optimizer,
         mask_gradients,
         random_label_loss,
         restore_frozen_entries,
@@ -175,7 +180,9 @@ def worker_sd_step(args: argparse.Namespace) -> dict[str, Any]:
     for p in selected.values():
         p.requires_grad_(True)
     frozen = frozen_entries(selected, masks)
-    optimizer = torch.optim.Adam(selected.values(), lr=1e-5)
+    optimizer = make_optimizer(
+        list(selected.values()), make_config("salun", concept="x", learning_rate=1e-5, use_8bit_adam=args.adam8bit)
+    )
     scheduler = DDIMScheduler(**SCHEDULER_CONFIG)
     latents = torch.randn(1, 4, 64, 64, generator=generator)
     retain_latents = torch.randn(1, 4, 64, 64, generator=generator)
@@ -198,6 +205,7 @@ def worker_sd_step(args: argparse.Namespace) -> dict[str, Any]:
     peak = peak_rss_mb()
     return {
         "gradient_checkpointing": bool(args.gradient_checkpointing),
+        "optimizer": type(optimizer).__name__,
         "train_method": args.train_method,
         "unet_parameters": sum(p.numel() for p in unet.parameters()),
         "trained_parameters": sum(p.numel() for p in selected.values()),
@@ -252,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900, help="Seconds per measurement before giving up.")
     parser.add_argument("--worker", choices=["mask", "sd-step"], help=argparse.SUPPRESS)
     parser.add_argument("--gradient_checkpointing", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--adam8bit", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker == "mask":
@@ -276,23 +285,33 @@ def main(argv: list[str] | None = None) -> int:
         results["sd_v1_4_step"] = {"skipped": "--quick"}
     else:
         runs = {}
-        for label, flag in (("gradient_checkpointing", 1), ("no_checkpointing", 0)):
+        variants = [("gradient_checkpointing", 1, 0), ("no_checkpointing", 0, 0)]
+        if importlib.util.find_spec("bitsandbytes") is not None:
+            variants.append(("gradient_checkpointing_adam8bit", 1, 1))
+        else:
+            runs["gradient_checkpointing_adam8bit"] = {"skipped": "bitsandbytes is not installed"}
+        for label, checkpointing, adam8bit in variants:
             print(f"SD v1.4 UNet, one masked step, {label} ...", flush=True)
-            extra = ["--gradient_checkpointing", str(flag), "--train_method", args.train_method]
-            runs[label] = run_worker("sd-step", extra, args.timeout)
+            extra = ["--gradient_checkpointing", str(checkpointing), "--adam8bit", str(adam8bit)]
+            runs[label] = run_worker("sd-step", [*extra, "--train_method", args.train_method], args.timeout)
             print(json.dumps(runs[label], indent=2), flush=True)
         reference, checkpointed = runs["no_checkpointing"], runs["gradient_checkpointing"]
         ratios = {}
         if "error" not in reference and "error" not in checkpointed:
             for key in ("peak_rss_mb", "step_peak_increase_mb", "step_seconds"):
                 ratios[key] = round(checkpointed[key] / reference[key], 3)
+        low = runs["gradient_checkpointing_adam8bit"]
+        ratios_8bit = {}
+        if "error" not in reference and "peak_rss_mb" in low:
+            ratios_8bit = {key: round(low[key] / reference[key], 3) for key in ("peak_rss_mb", "step_seconds")}
         results["sd_v1_4_step"] = {
             "unet_config": SD_V1_4_UNET_CONFIG,
             "batch": {"forget": 1, "retain": 1, "latents": [4, 64, 64], "text": [SD_TEXT_TOKENS, SD_TEXT_DIM]},
             "mask": "a random half of every selected tensor (what it selects does not change the memory)",
-            "optimizer": "torch.optim.Adam, lr 1e-5",
+            "optimizer": "torch.optim.Adam, lr 1e-5 (bitsandbytes.optim.Adam8bit in the adam8bit run)",
             "runs": runs,
             "gradient_checkpointing_vs_no_checkpointing": ratios or {"skipped": "a run failed"},
+            "checkpointing_and_adam8bit_vs_no_checkpointing": ratios_8bit or {"skipped": "a run failed or skipped"},
         }
 
     output = Path(args.output)
