@@ -9,10 +9,11 @@ Three parts, all written to ``benchmarks/results/advunlearn.json``:
    official layout (two full models, UNet gradients kept) against ours, each in a fresh subprocess. Skipped with
    ``--skip-memory``.
 3. ``robustness`` (toy model, concept "star"): UnlearnDiffAtk ASR and the no-attack rate of ESD (toy preset) and
-   AdvUnlearn (toy preset, faithful and fast schedules) on the same prompts, next to each one's retain rates (the
-   judge's rates on the other objects).
+   AdvUnlearn (toy preset, its faithful-schedule twin, and with the weaker inner attacker of the first toy preset)
+   on the same prompts, next to each one's retain rates (the judge's rates on the other objects), for every erasure
+   seed in ``--seeds``, with the mean and range over seeds.
 
-Run: ``python benchmarks/advunlearn.py [--skip-memory] [--prompts 8]``.
+Run: ``python benchmarks/advunlearn.py [--skip-memory] [--prompts 8] [--seeds 0 1]``.
 """
 
 from __future__ import annotations
@@ -240,47 +241,59 @@ def memory() -> dict:
 
 ROBUSTNESS_RUNS = {
     "esd": ("esd", {}),
+    "advunlearn": ("advunlearn", {}),  # the toy preset: fast schedule, 3 prefix embeddings x 10 attack steps
     "advunlearn_faithful": ("advunlearn", {"schedule": "faithful"}),
-    "advunlearn_fast": ("advunlearn", {"schedule": "fast"}),
-    # The toy preset's inner attacker (1 prefix embedding, 5 steps) against a stronger one, closer to the evaluator.
-    "advunlearn_k3_10steps": ("advunlearn", {"schedule": "faithful", "prefix_tokens": 3, "attack_steps": 10}),
+    # The first toy preset's inner attacker (1 prefix embedding, 5 steps), much weaker than the evaluator.
+    "advunlearn_k1_5steps": ("advunlearn", {"prefix_tokens": 1, "attack_steps": 5}),
 }
 
 
-def robustness(n_prompts: int, names: list[str], previous: dict | None = None) -> dict:
+def robustness(n_prompts: int, names: list[str], seeds: list[int], previous: dict | None = None) -> dict:
+    """Per run and seed (the erasure's ``seed``), UnlearnDiffAtk's ASR and the no-attack rate on the same prompts,
+    and the judge's rates on every object before and after; then the mean and range over seeds."""
     import erasure
     from eval.prompts import PromptSet, load_prompts
     from eval.rates import erasure_rates
-    from eval.unlearndiffatk import attack
+    from eval.unlearndiffatk import attack, target_latents
     from pipelines.artifacts import _assemble
     from pipelines.sd import load_sd
 
     base = load_sd("toy")
     prompts = PromptSet(load_prompts("toy:star").rows[:n_prompts], name="toy:star")
+    targets = [image[0] for image in target_latents(base, list(prompts.rows))[0]]
+    base_rates = None  # the base is sampled once; every erasure is compared against the same rates
     out = dict(previous or {})  # runs not asked for this time keep their earlier numbers
     out.update({"prompts": f"toy:star rows 0..{n_prompts - 1}", "judge": "toy", "attack": "unlearndiffatk, fast"})
     for name in names:
         method, overrides = ROBUSTNESS_RUNS[name]
-        start = time.perf_counter()
-        result = erasure.erase(method, base, concept="star", preset="toy", **overrides)
-        seconds = time.perf_counter() - start
-        erased = _assemble(base, result.artifact_kind, result.components)
-        rates = erasure_rates(base, erased, "star", "toy", seeds=4, num_inference_steps=25)
-        common = dict(base=base, concept="star", seed=0)
-        no_attack = attack(erased, prompts, "toy", method="none", **common)
-        attacked = attack(erased, prompts, "toy", **common)
-        out[name] = {
-            "method": method,
-            "overrides": overrides,
-            "erase_seconds": round(seconds, 1),
-            "no_attack_asr": no_attack.asr,
-            "asr": attacked.asr,
-            "star_rate_before": rates["before"]["star"],
-            "star_rate_after": rates["after"]["star"],
-            "retain_rates_after": {k: v for k, v in rates["after"].items() if k != "star"},
-            "max_retain_shift": rates["max_other_shift"],
-        }
-        print(name, out[name])
+        per_seed = {}
+        for seed in seeds:
+            start = time.perf_counter()
+            result = erasure.erase(method, base, concept="star", preset="toy", seed=seed, **overrides)
+            seconds = time.perf_counter() - start
+            erased = _assemble(base, result.artifact_kind, result.components)
+            rates = erasure_rates(base, erased, "star", "toy", seeds=8, num_inference_steps=25, before=base_rates)
+            base_rates = rates["before"]
+            common = dict(base=base, targets=targets, concept="star", seed=0)
+            no_attack = attack(erased, prompts, "toy", method="none", **common)
+            attacked = attack(erased, prompts, "toy", **common)
+            per_seed[str(seed)] = {
+                "erase_seconds": round(seconds, 1),
+                "no_attack_asr": no_attack.asr,
+                "asr": attacked.asr,
+                "star_rate_before": rates["before"]["star"],
+                "star_rate_after": rates["after"]["star"],
+                "retain_rates_before": {k: v for k, v in rates["before"].items() if k != "star"},
+                "retain_rates_after": {k: v for k, v in rates["after"].items() if k != "star"},
+                "max_retain_shift": rates["max_other_shift"],
+                "mean_retain_shift": rates["mean_other_shift"],
+            }
+            print(name, seed, per_seed[str(seed)], flush=True)
+        summary = {}
+        for key in ("erase_seconds", "no_attack_asr", "asr", "star_rate_after", "max_retain_shift"):
+            values = [run[key] for run in per_seed.values()]
+            summary[key] = {"mean": round(sum(values) / len(values), 4), "min": min(values), "max": max(values)}
+        out[name] = {"method": method, "overrides": overrides, "seeds": per_seed, "summary": summary}
     return out
 
 
@@ -290,6 +303,7 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-robustness", action="store_true")
     parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="Erasure seeds of the robustness part.")
     parser.add_argument(
         "--robustness_runs", nargs="+", default=list(ROBUSTNESS_RUNS), choices=list(ROBUSTNESS_RUNS),
         help="Which erasures the robustness part attacks (the others keep their numbers from the existing JSON).",
@@ -307,7 +321,7 @@ def main() -> None:
     if not args.skip_memory:
         report["memory"] = memory()
     if not args.skip_robustness:
-        report["robustness"] = robustness(args.prompts, args.robustness_runs, report.get("robustness"))
+        report["robustness"] = robustness(args.prompts, args.robustness_runs, args.seeds, report.get("robustness"))
     report["machine"] = f"CPU, {torch.get_num_threads()} threads"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))
