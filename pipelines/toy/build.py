@@ -380,7 +380,7 @@ def _probe_accuracy(vae, text_encoder, tokenizer, unet, judge, guidance_scale: f
 
 
 def _save_half(pipe, folder: Path) -> None:
-    """Save the pipeline with UNet and text encoder weights in fp16 (the package size budget) that load as fp32.
+    """Save the pipeline with UNet, VAE and text encoder weights in fp16 (the package size budget), loading as fp32.
 
     diffusers models load in fp32 unless asked otherwise; for transformers, ``dtype: float32`` in the config keeps
     ``from_pretrained`` in fp32 too. Rounding the trained weights to fp16 changes no sample measurably (the
