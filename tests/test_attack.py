@@ -174,7 +174,7 @@ def test_attack_beats_no_attack_after_esd(toy_pipe, esd_star):
     """The paper's central finding: ASR under attack is higher than the no-attack rate on an ESD-erased model."""
     from eval.prompts import load_prompts
 
-    _, erased, _ = esd_star
+    erased, _ = esd_star
     # 4 prompts: the first succeeds without attack, the other three fall after 10-160 attack steps (attack_speed.json).
     prompts = PromptSet(load_prompts("toy:star").rows[:4])
     common = dict(base=toy_pipe, concept="star", num_inference_steps=25, seed=0)

@@ -71,7 +71,7 @@ def test_mixed_precision_on_cpu_is_a_clear_error(tiny_pipe):
 def esd_star_rates(toy_pipe, toy_judge, esd_star, toy_star_base_rates):
     from eval.rates import erasure_rates
 
-    _, erased, _ = esd_star
+    erased, _ = esd_star
     return erasure_rates(
         toy_pipe, erased, "star", toy_judge, seeds=8, num_inference_steps=25, before=toy_star_base_rates
     )

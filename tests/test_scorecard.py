@@ -277,7 +277,7 @@ def test_eval_command_writes_a_scorecard_for_an_artifact(tiny_artifact, tmp_path
 
 @pytest.mark.slow
 def test_scorecard_esd_toy_artifact(tmp_path, esd_star):
-    _, _, artifact = esd_star
+    _, artifact = esd_star
     # The default 2 seeds (12 star samples): the toy ESD preset leaves about a fifth of the stars (toy_quality.json).
     card = scorecard(str(artifact), None, "star", "toy", output_dir=tmp_path / "eval", seeds=2)
     assert card.forget_rate["base"] >= 0.7
