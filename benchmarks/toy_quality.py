@@ -21,75 +21,14 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from eval.judges import load_judge
-from pipelines.sd import generate, load_sd
-from pipelines.toy.world import COLOURS, HELD_OUT, OBJECTS, WORDS, attribute_labels, make_dataset, prompt_for
+from pipelines.sd import load_sd
+from pipelines.toy.quality import clip_zero_shot, judge_accuracy, sample_accuracy
+from pipelines.toy.world import COLOURS, HELD_OUT, OBJECTS
 
 OUT = Path(__file__).resolve().parent / "results" / "toy_quality.json"
-
-
-def judge_accuracy(judge, n: int = 3000) -> dict[str, float]:
-    images, scenes = make_dataset(n, seed=2024, split="all")
-    labels = attribute_labels(scenes)
-    predicted = judge.classify(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
-    return {
-        head: float(np.mean([p[head] == v[head] for p, v in zip(predicted, [s.to_dict() for s in scenes])]))
-        for head in labels
-    }
-
-
-def sample_accuracy(pipe, judge, pairs, seeds: int, *, synonym: bool = False, **kwargs) -> dict[str, float]:
-    """Fraction of samples in which the judge finds the named object, and the named colour."""
-    prompts, objects, colours, seed_list = [], [], [], []
-    for obj, col in pairs:
-        word = WORDS[obj][1] if synonym else None
-        for s in range(seeds):
-            prompts.append(prompt_for(obj, col, word=word))
-            objects.append(obj)
-            colours.append(col)
-            seed_list.append(1000 + s)
-    images = generate(pipe, prompts, seeds=seed_list, **kwargs)
-    predicted = judge.classify(images)
-    return {
-        "object": float(np.mean([p["object"] == o for p, o in zip(predicted, objects)])),
-        "colour": float(np.mean([p["colour"] == c for p, c in zip(predicted, colours)])),
-        "samples": len(prompts),
-    }
-
-
-def clip_zero_shot(n: int = 1000) -> dict[str, float]:
-    from transformers import CLIPModel, CLIPProcessor
-
-    from pipelines.sd import toy_path
-
-    folder = toy_path("clip")
-    model = CLIPModel.from_pretrained(folder).eval()
-    processor = CLIPProcessor.from_pretrained(folder)
-    images, scenes = make_dataset(n, seed=77, split="all")
-    pixels = processor(images=list(images), return_tensors="pt").pixel_values
-
-    def pooled(output):  # transformers 5 returns a model output, 4.x a tensor
-        return output if torch.is_tensor(output) else output.pooler_output
-
-    with torch.no_grad():
-        image_emb = torch.nn.functional.normalize(pooled(model.get_image_features(pixel_values=pixels)), dim=-1)
-
-        def text_emb(prompts):
-            tokens = processor(text=prompts, return_tensors="pt", padding=True)
-            return torch.nn.functional.normalize(pooled(model.get_text_features(**tokens)), dim=-1)
-
-        obj_pred = (image_emb @ text_emb([prompt_for(o) for o in OBJECTS]).T).argmax(-1)
-        # Colours: score every "a {colour} {object}" prompt and marginalise over objects.
-        pair_logits = image_emb @ text_emb([prompt_for(o, c) for c in COLOURS for o in OBJECTS]).T
-        col_pred = pair_logits.view(n, len(COLOURS), len(OBJECTS)).logsumexp(-1).argmax(-1)
-    return {
-        "object": float(np.mean([OBJECTS[i] == s.object for i, s in zip(obj_pred.tolist(), scenes)])),
-        "colour": float(np.mean([COLOURS[i] == s.colour for i, s in zip(col_pred.tolist(), scenes)])),
-        "samples": n,
-    }
 
 
 def sampling_seconds(pipe) -> float:
@@ -144,9 +83,9 @@ def main() -> None:
         "machine": "2 CPU cores" if torch.get_num_threads() <= 2 else f"{torch.get_num_threads()} threads",
         "judge_accuracy_heldout_renders": judge_accuracy(judge),
         "sd_defaults": {"scheduler": type(pipe.scheduler).__name__, "num_inference_steps": 50, "guidance_scale": 7.5},
-        "sd_trained_pairs": sample_accuracy(pipe, judge, all_pairs, seeds),
-        "sd_synonyms": sample_accuracy(pipe, judge, all_pairs, seeds, synonym=True),
-        "sd_heldout_pairs": sample_accuracy(pipe, judge, list(HELD_OUT), seeds * 2),
+        "sd_trained_pairs": sample_accuracy(pipe, judge, all_pairs, seeds=seeds),
+        "sd_synonyms": sample_accuracy(pipe, judge, all_pairs, seeds=seeds, synonym=True),
+        "sd_heldout_pairs": sample_accuracy(pipe, judge, list(HELD_OUT), seeds=seeds * 2),
         "clip_zero_shot_renders": clip_zero_shot(),
         "seconds_per_25_step_image": sampling_seconds(pipe),
         "esd_toy_star": esd_toy(),

@@ -315,7 +315,7 @@ def cmd_toy(argv: Sequence[str]) -> int:
     parser = _Parser(prog=f"{PROG} toy", description="Build or inspect the bundled toy world.")
     sub = parser.add_subparsers(dest="action", required=True, parser_class=_Parser)
     build = sub.add_parser(
-        "build", help="Train the toy world from scratch (about 3 h on 2 CPU cores; --stages picks parts)."
+        "build", help="Train the toy world from scratch (about 3.5 h on 2 CPU cores; --stages picks parts)."
     )
     build.add_argument("--output_dir", default=None, help="Where to write (default: the package's toy assets).")
     build.add_argument(

@@ -23,6 +23,7 @@ import copy
 import json
 import logging
 import math
+import re
 import time
 from pathlib import Path
 
@@ -47,7 +48,8 @@ from .models import (
     ToyJudgeNet,
     write_clip_tokenizer,
 )
-from .world import COLOURS, OBJECTS, attribute_labels, caption, make_dataset, prompt_for
+from .quality import sample_accuracy
+from .world import WORDS, attribute_labels, caption, make_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +79,12 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
 # ---------------------------------------------------------------- judge
 
 
-def train_judge(out: Path, *, seed: int = 0, steps: int = 1500, batch_size: int = 128) -> dict:
+def train_judge(
+    out: Path, *, seed: int = 0, steps: int = 1500, batch_size: int = 128, num_images: int = 24000
+) -> dict:
     """The toy judge: object, colour, style and background heads, trained on renders of every combination."""
     torch.manual_seed(seed)
-    images, scenes = make_dataset(24000, seed=seed + 1, split="all")
+    images, scenes = make_dataset(num_images, seed=seed + 1, split="all")
     x_all = to_tensor(images)
     labels = {k: torch.from_numpy(v) for k, v in attribute_labels(scenes).items()}
     model = ToyJudgeNet()
@@ -151,7 +155,13 @@ def augment_like_samples(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def train_vae(
-    out: Path, *, seed: int = 0, steps: int = 1500, batch_size: int = 64, perceptual_weight: float = 0.1
+    out: Path,
+    *,
+    seed: int = 0,
+    steps: int = 1500,
+    batch_size: int = 64,
+    perceptual_weight: float = 0.1,
+    num_images: int = 16000,
 ) -> dict:
     """AutoencoderKL 32x32x3 -> 8x8x4: reconstruction MSE, a tiny KL, and a perceptual loss in the judge's features.
 
@@ -163,7 +173,7 @@ def train_vae(
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
-    images, _ = make_dataset(16000, seed=seed + 2, split="train")
+    images, _ = make_dataset(num_images, seed=seed + 2, split="train")
     x_all = to_tensor(images)
     vae = AutoencoderKL(**VAE_CONFIG)
     judge = _judge_or_none(out)
@@ -375,8 +385,8 @@ def _probe_accuracy(vae, text_encoder, tokenizer, unet, judge, guidance_scale: f
     """Object and colour accuracy of 48 EMA samples ("a {colour} {object}", 20 DDIM steps): a training diagnostic."""
     pipe = _toy_pipeline(vae, text_encoder, tokenizer, unet)
     pipe.set_progress_bar_config(disable=True)
-    objects, colours = sample_accuracy(pipe, judge, seeds=1, guidance_scale=guidance_scale, steps=20)
-    return {"object": objects, "colour": colours}
+    accuracy = sample_accuracy(pipe, judge, seeds=1, guidance_scale=guidance_scale, num_inference_steps=20)
+    return {"object": accuracy["object"], "colour": accuracy["colour"]}
 
 
 def _save_half(pipe, folder: Path) -> None:
@@ -412,8 +422,32 @@ def _save_half_transformers(model, folder: Path) -> None:
 # ---------------------------------------------------------------- CLIP
 
 
-def train_clip(out: Path, *, seed: int = 0, steps: int = 2000, batch_size: int = 256, num_images: int = 20000) -> dict:
-    """A ``transformers.CLIPModel`` trained contrastively on renders and their captions (symmetric InfoNCE)."""
+def _caption_constraints(text: str, scene) -> dict[str, str]:
+    """The attributes a caption pins down: its object, plus the colour, style and background it happens to name.
+
+    "a red star" says nothing about style or background, so every red star in a batch is a true match for it.
+    """
+    words = set(re.findall(r"[a-z]+", text.lower()))
+    pinned = {"object": scene.object}
+    for kind in ("colour", "style", "background"):
+        value = getattr(scene, kind)
+        names = {value, *WORDS[value]} | ({"outline"} if value == "outline" else set())
+        if any(set(name.split()) <= words for name in names):
+            pinned[kind] = value
+    return pinned
+
+
+def train_clip(
+    out: Path, *, seed: int = 0, steps: int = 3000, batch_size: int = 256, num_images: int = 100_000
+) -> dict:
+    """A ``transformers.CLIPModel`` trained contrastively on renders and their captions.
+
+    The loss is CLIP's symmetric InfoNCE with soft targets: a caption's positives are every image in the batch that
+    agrees with what the caption names (:func:`_caption_constraints`), so that "a red star" is not pushed away from
+    the other red stars of the batch. Renders are cheap, so the vision tower sees many (100k, each about 8 times,
+    half of them flipped): the first build's 20k renders, seen 25 times each, were recognised at 98 % but fresh ones
+    at 89 %.
+    """
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
     torch.manual_seed(seed)
@@ -423,36 +457,45 @@ def train_clip(out: Path, *, seed: int = 0, steps: int = 2000, batch_size: int =
         text_config=CLIP_TEXT_CONFIG, vision_config=CLIP_VISION_CONFIG, projection_dim=CLIP_PROJECTION_DIM
     )
     model = CLIPModel(config)
-    # The shipped CLIP's recipe (2000 steps on 20k renders): its vision tower sees each render about 25 times and
-    # confuses a tenth of fresh renders' objects (zero-shot 89 %, short of the 95 % bar); more renders are the first
-    # thing to try.
     images, scenes = make_dataset(num_images, seed=seed + 4, split="train")
-    scene_ids = torch.tensor([hash(tuple(s.to_dict().values())) for s in scenes])
+    attributes = {
+        kind: torch.tensor([values.index(getattr(s, kind)) for s in scenes]) for kind, values in HEADS.items()
+    }
     mean = torch.tensor(CLIP_IMAGE_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_IMAGE_STD).view(1, 3, 1, 1)
-    pixels = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2)  # uint8; normalised per batch to keep memory small
+    del images
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.05)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
+    losses = []
     for step in (bar := tqdm(range(steps), desc="toy clip")):
         for group in opt.param_groups:
             group["lr"] = 5e-4 * _cosine_lr(step, steps, 100)
         idx = torch.randint(len(pixels), (batch_size,), generator=gen)
-        text = tokenizer([caption(scenes[i], rng) for i in idx.tolist()], padding=True, return_tensors="pt")
-        output = model(input_ids=text.input_ids, attention_mask=text.attention_mask, pixel_values=pixels[idx])
-        # Captions of identical scenes are true positives too: use soft targets over matching attributes.
-        ids = scene_ids[idx]
-        same = (ids[:, None] == ids[None, :]).float()
-        targets = same / same.sum(1, keepdim=True)
+        batch = (pixels[idx].float() / 255.0 - mean) / std
+        flip = torch.rand(batch_size, generator=gen) < 0.5
+        batch[flip] = batch[flip].flip(-1)
+        captions, matches = [], torch.ones(batch_size, batch_size)
+        for row, i in enumerate(idx.tolist()):
+            captions.append(caption(scenes[i], rng))
+            for kind, value in _caption_constraints(captions[-1], scenes[i]).items():
+                matches[row] *= (attributes[kind][idx] == HEADS[kind].index(value)).float()
+        text = tokenizer(captions, padding=True, return_tensors="pt")
+        output = model(input_ids=text.input_ids, attention_mask=text.attention_mask, pixel_values=batch)
+        # matches[t, i]: caption t is true of image i (the diagonal always is).
+        text_targets = matches / matches.sum(1, keepdim=True)
+        image_targets = matches.T / matches.T.sum(1, keepdim=True)
         loss = 0.5 * (
-            torch.sum(-targets * F.log_softmax(output.logits_per_image, -1), -1).mean()
-            + torch.sum(-targets * F.log_softmax(output.logits_per_text, -1), -1).mean()
+            torch.sum(-image_targets * F.log_softmax(output.logits_per_image, -1), -1).mean()
+            + torch.sum(-text_targets * F.log_softmax(output.logits_per_text, -1), -1).mean()
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % 25 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
+            losses.append({"step": step, "loss": loss.item()})
 
     model.eval()
     processor = CLIPProcessor(
@@ -469,68 +512,91 @@ def train_clip(out: Path, *, seed: int = 0, steps: int = 2000, batch_size: int =
     _save_half_transformers(model, clip_dir)
     processor.save_pretrained(clip_dir)
     _drop_fast_tokenizer_file(clip_dir)
-    return {"steps": steps, "final_loss": loss.item()}
+    return {"steps": steps, "num_images": num_images, "final_loss": loss.item(), "loss": losses}
 
 
 # ---------------------------------------------------------------- driver
 
 
-def sample_accuracy(pipe, judge, *, seeds: int = 4, guidance_scale: float | None = None, steps: int | None = None):
-    """Judge samples of "a {colour} {object}" over every object and colour: (object accuracy, colour accuracy)."""
-    prompts = [prompt_for(o, c) for o in OBJECTS for c in COLOURS]
-    kwargs = {}
-    if guidance_scale is not None:
-        kwargs["guidance_scale"] = guidance_scale
-    if steps is not None:
-        kwargs["num_inference_steps"] = steps
-    gen = torch.Generator().manual_seed(0)
-    images = pipe(prompts * seeds, generator=gen, output_type="pt", **kwargs).images
-    attrs = judge.classify(images)
-    objects = [o for o in OBJECTS for _ in COLOURS] * seeds
-    colours = [c for _ in OBJECTS for c in COLOURS] * seeds
-    obj_acc = float(np.mean([a["object"] == o for a, o in zip(attrs, objects)]))
-    col_acc = float(np.mean([a["colour"] == c for a, c in zip(attrs, colours)]))
-    return obj_acc, col_acc
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def write_checksums(folder: Path) -> Path:
-    """Write ``CHECKSUMS.sha256`` (``sha256  relative/path``) for every file under ``folder``."""
-    import hashlib
-
-    lines = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "CHECKSUMS.sha256"):
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        lines.append(f"{digest}  {path.relative_to(folder).as_posix()}")
+    """Write ``CHECKSUMS.sha256`` for every file under ``folder`` (``sha256sum -c`` format: ``sha256  path``)."""
+    lines = [
+        f"{_digest(path)}  {path.relative_to(folder).as_posix()}"
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "CHECKSUMS.sha256")
+    ]
     target = folder / "CHECKSUMS.sha256"
     target.write_text("\n".join(lines) + "\n")
     return target
 
 
-def build(output_dir: str | Path, *, stages: tuple[str, ...] = STAGES, seed: int = 0, sd_steps: int = 6000) -> dict:
-    """Build the requested stages into ``output_dir`` and return a report with durations and quality numbers."""
+def verify_checksums(folder: str | Path) -> list[str]:
+    """Check every file of ``folder`` against its ``CHECKSUMS.sha256``.
+
+    Returns:
+        `list[str]`: one line per problem (a changed, missing or unlisted file); empty when the folder is intact.
+    """
+    folder = Path(folder)
+    listed = {}
+    for line in (folder / "CHECKSUMS.sha256").read_text().splitlines():
+        digest, name = line.split(maxsplit=1)
+        listed[name] = digest
+    problems = [
+        f"{name}: missing" if not (folder / name).is_file() else f"{name}: changed"
+        for name, digest in listed.items()
+        if not (folder / name).is_file() or _digest(folder / name) != digest
+    ]
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    problems += [f"{name}: not listed" for name in sorted(present - set(listed) - {"CHECKSUMS.sha256"})]
+    return problems
+
+
+def build(
+    output_dir: str | Path,
+    *,
+    stages: tuple[str, ...] = STAGES,
+    seed: int = 0,
+    stage_kwargs: dict[str, dict] | None = None,
+) -> dict:
+    """Build the requested stages into ``output_dir`` and return a report with durations and quality numbers.
+
+    Args:
+        output_dir (`str` or `Path`): the assets folder (``pipelines/toy/assets`` for the shipped world).
+        stages (`tuple[str, ...]`): any of :data:`STAGES`, in order, and ``"gan_without:OBJECT"``.
+        seed (`int`, defaults to 0): seed of every stage.
+        stage_kwargs (`dict[str, dict]`, *optional*): keyword overrides per stage, e.g. ``{"sd": {"steps": 2}}``
+            (``train_judge``, ``train_vae``, ``train_sd``, ``train_clip``, ``train_gan``); the defaults are the
+            shipped recipe.
+    """
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     report_path = out / "build_report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     for stage in stages:
+        overrides = (stage_kwargs or {}).get(stage, {})
         start = time.perf_counter()
         if stage == "judge":
-            result = train_judge(out, seed=seed)
+            result = train_judge(out, seed=seed, **overrides)
         elif stage == "vae":
-            result = train_vae(out, seed=seed)
+            result = train_vae(out, seed=seed, **overrides)
         elif stage == "sd":
-            result = train_sd(out, seed=seed, steps=sd_steps)
+            result = train_sd(out, seed=seed, **overrides)
         elif stage == "clip":
-            result = train_clip(out, seed=seed)
+            result = train_clip(out, seed=seed, **overrides)
         elif stage == "gan":
             from .build_gan import train_gan
 
-            result = train_gan(out, seed=seed)
+            result = train_gan(out, seed=seed, **overrides)
         elif stage.startswith("gan_without:"):
             from .build_gan import train_gan
 
-            result = train_gan(out, seed=seed, exclude_object=stage.split(":", 1)[1])
+            result = train_gan(out, seed=seed, exclude_object=stage.split(":", 1)[1], **overrides)
         else:
             raise ValueError(f"unknown toy build stage {stage!r}; choose from {', '.join(STAGES)}")
         result["seconds"] = round(time.perf_counter() - start, 1)
