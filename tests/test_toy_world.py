@@ -147,6 +147,7 @@ TINY_BUILD = {
 }
 
 
+@pytest.mark.slow
 def test_toy_build_runs_every_stage_and_writes_loadable_folders(tmp_path):
     """Two steps per stage: the shipped recipe's code path end to end, into the layouts that load without us."""
     from diffusers import StableDiffusionPipeline
