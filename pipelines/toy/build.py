@@ -49,7 +49,7 @@ from .models import (
     write_clip_tokenizer,
 )
 from .quality import sample_accuracy
-from .world import WORDS, attribute_labels, caption, make_dataset
+from .world import attribute_labels, canonical, caption, make_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -427,13 +427,11 @@ def _caption_constraints(text: str, scene) -> dict[str, str]:
 
     "a red star" says nothing about style or background, so every red star in a batch is a true match for it.
     """
-    words = set(re.findall(r"[a-z]+", text.lower()))
+    named = {canonical(word) for word in re.findall(r"[a-z]+", text.lower())}
     pinned = {"object": scene.object}
-    for kind in ("colour", "style", "background"):
-        value = getattr(scene, kind)
-        names = {value, *WORDS[value]} | ({"outline"} if value == "outline" else set())
-        if any(set(name.split()) <= words for name in names):
-            pinned[kind] = value
+    pinned.update(
+        {kind: getattr(scene, kind) for kind in ("colour", "style", "background") if getattr(scene, kind) in named}
+    )
     return pinned
 
 
@@ -546,11 +544,12 @@ def verify_checksums(folder: str | Path) -> list[str]:
     for line in (folder / "CHECKSUMS.sha256").read_text().splitlines():
         digest, name = line.split(maxsplit=1)
         listed[name] = digest
-    problems = [
-        f"{name}: missing" if not (folder / name).is_file() else f"{name}: changed"
-        for name, digest in listed.items()
-        if not (folder / name).is_file() or _digest(folder / name) != digest
-    ]
+    problems = []
+    for name, digest in listed.items():
+        if not (folder / name).is_file():
+            problems.append(f"{name}: missing")
+        elif _digest(folder / name) != digest:
+            problems.append(f"{name}: changed")
     present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
     problems += [f"{name}: not listed" for name in sorted(present - set(listed) - {"CHECKSUMS.sha256"})]
     return problems
