@@ -143,7 +143,7 @@ TINY_BUILD = {
     "vae": {"steps": 2, "num_images": 64, "batch_size": 8},
     "sd": {"steps": 2, "phase_steps": 2, "num_images": 64, "batch_size": 8},
     "clip": {"steps": 2, "num_images": 64, "batch_size": 16},
-    "gan": {"steps": 2, "num_images": 64, "batch_size": 8, "eval_samples": 16},
+    "gan": {"steps": 2, "num_images": 64, "batch_size": 8, "eval_samples": 16, "probe_every": 1, "probe_samples": 8},
 }
 
 
@@ -170,6 +170,9 @@ def test_toy_build_runs_every_stage_and_writes_loadable_folders(tmp_path):
     assert len(judge.classify(torch.rand(2, 3, 32, 32))) == 2
     assert gan.load(tmp_path / "gan").generator.size == 32
     assert report["gan"]["quality"]["num_samples"] == 16
+    # The GAN's progress probe judged the snapshot after its first step (the last step is judged by the final check).
+    assert [p["step"] for p in report["gan"]["probes"]] == [1]
+    assert 0 <= report["gan"]["probes"][0]["confident_fraction"] <= 1
 
 
 def test_toy_build_names_an_unknown_stage(tmp_path):
