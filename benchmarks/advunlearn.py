@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+from _timing import median_seconds
 
 OUT = Path(__file__).resolve().parent / "results" / "advunlearn.json"
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,8 +40,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def _pass_costs(pipe, batch: int = 1) -> dict[str, float]:
     """Median seconds of one UNet forward (batch 1, and the batch-2 call of a guided sampling step), UNet
     forward+backward to its input, text-encoder forward+backward."""
-    import statistics
-
     from pipelines.sd import encode_prompts
 
     unet, te, tok = pipe.unet, pipe.text_encoder, pipe.tokenizer
@@ -51,13 +50,7 @@ def _pass_costs(pipe, batch: int = 1) -> dict[str, float]:
         cond = encode_prompts(tok, te, ["a red star"] * batch)
 
     def timed(fn, n=20):
-        fn()
-        times = []
-        for _ in range(n):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
+        return median_seconds(fn, n)
 
     def unet_fwd():
         with torch.no_grad():

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
 import torch
+from _timing import median_seconds
 
 OUT = Path(__file__).resolve().parent / "results" / "attack_speed.json"
 VICTIMS = {"esd": ("esd", {}), "advunlearn": ("advunlearn", {})}
@@ -99,14 +99,7 @@ def step_costs(base, prompts, targets, batches=(1, 2, 5, 10), repeats: int = 40)
             probs.copy_(project_to_simplex(probs))
 
     def seconds(fn, n: int) -> float:
-        """Median of ``n`` timed calls after a warm-up (the machine is shared: the median ignores hiccups)."""
-        fn()
-        times = []
-        for _ in range(n):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return round(statistics.median(times), 4)
+        return round(median_seconds(fn, n), 4)
 
     per_step = {str(b): seconds(lambda b=b: step(b), repeats) for b in batches}
     noise = torch.randn((5, *x0.shape[1:]), generator=generator)

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
 import torch
+from _timing import median_seconds
 
 from eval.judges import load_judge
 from pipelines.sd import load_sd
@@ -34,13 +34,7 @@ OUT = Path(__file__).resolve().parent / "results" / "toy_quality.json"
 
 def sampling_seconds(pipe) -> float:
     generator = torch.Generator().manual_seed(0)
-    pipe("a red star", num_inference_steps=25, generator=generator)  # warm-up
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        pipe("a red star", num_inference_steps=25, generator=generator)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(lambda: pipe("a red star", num_inference_steps=25, generator=generator), 5)
 
 
 def esd_toy() -> dict:
