@@ -89,6 +89,8 @@ def main() -> None:
         help="re-measure only these parts and keep the others from the existing --output file",
     )
     args = parser.parse_args()
+    if args.only and not Path(args.output).is_file():
+        parser.error(f"--only updates an existing results file, and {args.output} does not exist; run without --only")
     seeds = 2 if args.quick else 4
     torch.manual_seed(0)
     judge = load_judge("toy")
