@@ -92,11 +92,7 @@ def step_costs(base, prompts, targets, batches=(1, 2, 5, 10), repeats: int = 40)
     timesteps = config.sampled_timesteps(runner.num_train_timesteps)
 
     def step(batch: int) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        runner._loss(probs, prompt_embeds, x0, timesteps[:batch], generator).backward()
-        optimizer.step()
-        with torch.no_grad():
-            probs.copy_(project_to_simplex(probs))
+        runner.step(probs, optimizer, prompt_embeds, x0, timesteps[:batch], generator)
 
     def seconds(fn, n: int) -> float:
         return round(median_seconds(fn, n), 4)

@@ -377,6 +377,25 @@ class UnlearnDiffAtk:
         pred = self.unet(noisy, t, encoder_hidden_states=cond.expand(n, -1, -1)).sample
         return F.mse_loss(pred.float(), noise.float())
 
+    def step(
+        self,
+        probs: torch.Tensor,
+        optimizer: torch.optim.Optimizer,
+        prompt_embeds: torch.Tensor,
+        x0: torch.Tensor,
+        timesteps: list[int],
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """One optimiser step on the relaxed tokens ``probs``, then the projection back onto the simplex.
+        Returns the (detached) loss of the step."""
+        optimizer.zero_grad(set_to_none=True)
+        loss = self._loss(probs, prompt_embeds, x0, timesteps, generator)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            probs.copy_(project_to_simplex(probs))
+        return loss.detach()
+
     @torch.no_grad()
     def _discrete_loss(self, ids: torch.Tensor, x0: torch.Tensor, timesteps: list[int], noise: torch.Tensor) -> float:
         """The attack objective for a discrete prompt on fixed noise: how good a candidate is, without sampling."""
@@ -428,12 +447,7 @@ class UnlearnDiffAtk:
         for group in groups:
             checked_in_group = False
             for iteration in range(1, cfg.iterations_per_timestep + 1):
-                optimizer.zero_grad(set_to_none=True)
-                loss = self._loss(probs, prompt_embeds, x0, group, generator)
-                loss.backward()
-                optimizer.step()
-                with torch.no_grad():
-                    probs.copy_(project_to_simplex(probs))
+                self.step(probs, optimizer, prompt_embeds, x0, group, generator)
                 steps += 1
                 evaluations += len(group)
                 end_of_group = iteration == cfg.iterations_per_timestep
