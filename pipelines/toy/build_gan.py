@@ -32,7 +32,13 @@ confident on 42 %. StyleGAN2-ADA's CIFAR-10 choices (2-layer mapping, no mixing,
 only were tried for 5000 steps (53 min; probes on 500 samples at 1000-5000 steps: confident on 27, 24, 44, 53 and
 51 %, the rarest object at 0.0-1.2 %, and the samples collapsed onto yellow and orange), so they were not adopted.
 Both recipes draw rounded blobs rather than sharp corners at this budget: a GAN needs far more images than two CPU
-cores give it in an hour. One step at batch 32 takes 0.4-0.8 s here; widths (128, 128, 64, 16) are the first
+cores give it in an hour. The generator itself can draw the shapes: fitted as a GLO decoder instead (one learned
+w+ per render, L1 + L2 reconstruction of 512 renders, 600 steps, 100 s), its reconstructions get the renders' top
+object from the judge on 78.5 % (confident on 49 %), so the adversarial game, not the generator's capacity, keeps the
+GAN at blobs. Starting the adversarial recipe from such a fit (2000 GLO steps on 4096 renders, a learned z per render
+through the mapping network) did not help: the discriminator won outright (D loss 0.001 after 600 steps) and after
+1000 steps the samples had collapsed onto crosses and crescents (judge confident on 19.6 % of 500), so it was
+stopped. One step at batch 32 takes 0.4-0.8 s here; widths (128, 128, 64, 16) are the first
 thing to try if the build must be faster.
 """
 
