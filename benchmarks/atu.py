@@ -8,7 +8,7 @@ repulsion changed (same seed, same γ, so the losses compare like with like), th
 - the rarest other object's frequency among the erased samples (does everything else survive?);
 - wall seconds of the run.
 
-Writes ``benchmarks/results/atu.json``. Run: ``python benchmarks/atu.py`` (about 6 runs of ~2-3 minutes on 2 CPU
+Writes ``benchmarks/results/atu.json``. Run: ``python benchmarks/atu.py`` (6 runs of about 4 minutes on 2 CPU
 cores); ``--objects circle --repulsions el2`` for a subset.
 """
 
