@@ -30,6 +30,13 @@ def cmd_attack(argv: Sequence[str]) -> int:
         help="Model that renders the target images (default: the artifact's base model, or the model itself).",
     )
     parser.add_argument("--schedule", default="fast", choices=["fast", "faithful"])
+    parser.add_argument("--timestep_batch", type=int, default=5, help="Timesteps per UNet call (fast schedule).")
+    parser.add_argument(
+        "--prompt_batch",
+        type=int,
+        default=1,
+        help="Prompts attacked together (one UNet call and one sampling call for all); changes seconds, not results.",
+    )
     parser.add_argument("--prefix_tokens", type=int, default=3, help="k adversarial tokens (nudity: 5).")
     parser.add_argument("--iterations_per_timestep", type=int, default=40)
     parser.add_argument("--num_timesteps", type=int, default=50)
@@ -88,6 +95,8 @@ def cmd_attack(argv: Sequence[str]) -> int:
         output_dir=out,
         progress=progress,
         schedule=args.schedule,
+        timestep_batch=args.timestep_batch,
+        prompt_batch=args.prompt_batch,
         prefix_tokens=args.prefix_tokens,
         iterations_per_timestep=args.iterations_per_timestep,
         num_timesteps=args.num_timesteps,

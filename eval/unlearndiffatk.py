@@ -77,6 +77,10 @@ class AttackConfig:
         check_every (`int`, defaults to 10): in the fast schedule, iterations between looks at the discrete prompt
             (it is generated and judged only if new and better on the attack objective than every checked prompt;
             see the module docstring).
+        prompt_batch (`int`, defaults to 1): prompts attacked together. Their optimiser steps share one UNet call and
+            their check images one sampling call; each keeps its own tokens, optimiser, random stream and stopping
+            point, so the schedule each prompt runs is the one it runs alone (up to floating-point rounding in the
+            batched calls). A throughput setting: it changes seconds, not what is measured.
         num_inference_steps (`int`, *optional*): sampler steps of the check and target images (pipeline default).
         rand_init (`bool`, defaults to `False`): start P from U(0,1) (projected) instead of uniform 1/|V|.
         seed (`int`, defaults to 0): seeds the token draws and the noise of the attack.
@@ -91,6 +95,7 @@ class AttackConfig:
     schedule: Literal["faithful", "fast"] = "fast"
     timestep_batch: int = 5
     check_every: int = 10
+    prompt_batch: int = 1
     num_inference_steps: int | None = None
     rand_init: bool = False
     seed: int = 0
@@ -100,7 +105,14 @@ class AttackConfig:
             raise ConfigError(f"unknown attack {self.method!r}; choose 'unlearndiffatk' or 'none'")
         if self.schedule not in ("faithful", "fast"):
             raise ConfigError(f"schedule must be 'faithful' or 'fast', got {self.schedule!r}")
-        for name in ("prefix_tokens", "iterations_per_timestep", "num_timesteps", "timestep_batch", "check_every"):
+        for name in (
+            "prefix_tokens",
+            "iterations_per_timestep",
+            "num_timesteps",
+            "timestep_batch",
+            "check_every",
+            "prompt_batch",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
 
@@ -147,7 +159,11 @@ def sample_one_hot(probs: torch.Tensor, generator: torch.Generator | None = None
 
 @dataclass
 class AttackRecord:
-    """The outcome of attacking one prompt."""
+    """The outcome of attacking one prompt.
+
+    ``seconds`` is the prompt's share of the wall time: a UNet or sampling call that served several prompts
+    (``prompt_batch``) is split evenly among them, so that the seconds of a report add up to the time it took.
+    """
 
     index: int
     prompt: str
@@ -296,6 +312,38 @@ def _write_grid(records: list[AttackRecord], out: Path) -> None:
 # ---------------------------------------------------------------- the attack
 
 
+@dataclass
+class _Attempt:
+    """One prompt's attack in flight (:meth:`UnlearnDiffAtk.run_many`): its record, its relaxed tokens and optimiser,
+    its own random stream, and the fast schedule's bookkeeping."""
+
+    row: PromptRow
+    concept: str
+    x0: torch.Tensor | None
+    prompt_ids: torch.Tensor
+    record: AttackRecord
+    extras: dict[str, Any] = field(default_factory=dict)
+    generator: torch.Generator | None = None
+    probs: torch.Tensor | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    prompt_embeds: torch.Tensor | None = None
+    probe_timesteps: list[int] = field(default_factory=list)
+    probe_noise: torch.Tensor | None = None
+    checked: set[tuple[int, ...]] = field(default_factory=set)
+    best_checked_loss: float = float("inf")
+    checked_in_group: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.record.success
+
+
+def _share(attempts: list[_Attempt], seconds: float) -> None:
+    """Split the wall time of a call that served several prompts evenly among them."""
+    for attempt in attempts:
+        attempt.record.seconds += seconds / len(attempts)
+
+
 class UnlearnDiffAtk:
     """Runs the attack on a victim pipeline. See the module docstring."""
 
@@ -331,15 +379,19 @@ class UnlearnDiffAtk:
     # -- checks
 
     @torch.no_grad()
-    def generate(self, ids: torch.Tensor, seed: int, guidance: float) -> torch.Tensor:
+    def generate(self, ids: torch.Tensor, seed: int | list[int], guidance: float) -> torch.Tensor:
+        """Sample one image per row of ``ids``, each from its own seed (a list of seeds draws the same initial noise
+        per image as one call per seed would)."""
+        seeds = [seed] if isinstance(seed, int) else list(seed)
         embeds = self.text_encoder(ids)[0]
         kwargs: dict[str, Any] = {"output_type": "pt", "guidance_scale": guidance}
         if self.config.num_inference_steps is not None:
             kwargs["num_inference_steps"] = self.config.num_inference_steps
+        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         out = self.victim(
             prompt_embeds=embeds,
-            negative_prompt_embeds=self.null_embeds,
-            generator=torch.Generator().manual_seed(int(seed)),
+            negative_prompt_embeds=self.null_embeds.expand(len(seeds), -1, -1),
+            generator=generators[0] if len(generators) == 1 else generators,
             **kwargs,
         )
         return out.images.cpu()
@@ -349,35 +401,69 @@ class UnlearnDiffAtk:
         verdict = self.judge(image, concept)[0]
         return image, verdict
 
+    def check_many(self, candidates: list[tuple[torch.Tensor, PromptRow, str]]) -> list[tuple[torch.Tensor, Any]]:
+        """:meth:`check` for several prompts: one sampling call per guidance scale, one judge call per concept."""
+        if len(candidates) == 1:
+            return [self.check(*candidates[0])]
+        results: list[Any] = [None] * len(candidates)
+        by_guidance: dict[float, list[int]] = {}
+        for i, (_, row, _) in enumerate(candidates):
+            by_guidance.setdefault(row.guidance, []).append(i)
+        for guidance, members in by_guidance.items():
+            ids = torch.cat([candidates[i][0] for i in members])
+            images = self.generate(ids, [_seed_of(candidates[i][1]) for i in members], guidance)
+            for concept in {candidates[i][2] for i in members}:
+                same = [j for j, i in enumerate(members) if candidates[i][2] == concept]
+                verdicts = self.judge(images[same], concept)
+                for j, verdict in zip(same, verdicts):
+                    results[members[j]] = (images[j : j + 1], verdict)
+        return results
+
     # -- optimisation
 
-    def _loss(
-        self,
-        probs: torch.Tensor,
-        prompt_embeds: torch.Tensor,
-        x0: torch.Tensor,
-        timesteps: list[int],
-        generator: torch.Generator,
-    ) -> torch.Tensor:
-        one_hot = sample_one_hot(probs, generator)
-        adv_embeds = one_hot.to(self.embedding_matrix.dtype) @ self.embedding_matrix
-        length = prompt_embeds.shape[1]
-        k = adv_embeds.shape[0]
-        spliced = torch.cat([prompt_embeds[:, :1], adv_embeds[None], prompt_embeds[:, 1 : length - k]], dim=1)
-        cond = encode_embeddings(self.text_encoder, spliced)
-        noise = torch.randn((len(timesteps), *x0.shape[1:]), generator=generator).to(self.device, x0.dtype)
-        return self._denoising_error(cond, x0, timesteps, noise)
-
-    def _denoising_error(
+    def _denoising_errors(
         self, cond: torch.Tensor, x0: torch.Tensor, timesteps: list[int], noise: torch.Tensor
     ) -> torch.Tensor:
-        """‖ε − ε_θ(√ᾱ_t·x0 + √(1−ᾱ_t)·ε, t | c)‖², averaged over the timesteps (one batched UNet call)."""
-        n = len(timesteps)
-        t = torch.tensor(timesteps, device=self.device)
+        """‖ε − ε_θ(√ᾱ_t·x0 + √(1−ᾱ_t)·ε, t | c)‖² per prompt, averaged over the timesteps, in one UNet call.
+
+        ``cond`` is ``(B, L, D)``, ``x0`` ``(B, C, H, W)``, ``noise`` ``(B, n, C, H, W)`` for the ``n`` timesteps;
+        returns ``(B,)``.
+        """
+        batch, n = cond.shape[0], len(timesteps)
+        t = torch.tensor(timesteps, device=self.device).repeat(batch)
         a = self.alphas_cumprod[t].view(-1, 1, 1, 1).to(x0.dtype)
-        noisy = a.sqrt() * x0.expand(n, -1, -1, -1) + (1 - a).sqrt() * noise
-        pred = self.unet(noisy, t, encoder_hidden_states=cond.expand(n, -1, -1)).sample
-        return F.mse_loss(pred.float(), noise.float())
+        eps = noise.flatten(0, 1)
+        noisy = a.sqrt() * x0.repeat_interleave(n, 0) + (1 - a).sqrt() * eps
+        pred = self.unet(noisy, t, encoder_hidden_states=cond.repeat_interleave(n, 0)).sample
+        return (pred.float() - eps.float()).pow(2).flatten(1).mean(1).view(batch, n).mean(1)
+
+    def _losses(self, states: list[tuple], timesteps: list[int]) -> torch.Tensor:
+        """The attack objective of each ``(probs, optimizer, prompt_embeds, x0, generator)``: one token per row of P
+        drawn from the prompt's own generator, then that generator's noise, so that a prompt sees the same random
+        numbers whichever prompts share its UNet call."""
+        spliced, noises = [], []
+        for probs, _, prompt_embeds, x0, generator in states:
+            one_hot = sample_one_hot(probs, generator)
+            adv_embeds = one_hot.to(self.embedding_matrix.dtype) @ self.embedding_matrix
+            length, k = prompt_embeds.shape[1], adv_embeds.shape[0]
+            spliced.append(torch.cat([prompt_embeds[:, :1], adv_embeds[None], prompt_embeds[:, 1 : length - k]], 1))
+            noise = torch.randn((len(timesteps), *x0.shape[1:]), generator=generator)
+            noises.append(noise.to(self.device, x0.dtype))
+        cond = encode_embeddings(self.text_encoder, torch.cat(spliced))
+        x0 = torch.cat([state[3] for state in states])
+        return self._denoising_errors(cond, x0, timesteps, torch.stack(noises))
+
+    def _step(self, states: list[tuple], timesteps: list[int]) -> torch.Tensor:
+        for _, optimizer, *_ in states:
+            optimizer.zero_grad(set_to_none=True)
+        losses = self._losses(states, timesteps)
+        # The sum: each prompt's gradient is that of its own loss, as if it ran alone.
+        losses.sum().backward()
+        for probs, optimizer, *_ in states:
+            optimizer.step()
+            with torch.no_grad():
+                probs.copy_(project_to_simplex(probs))
+        return losses.detach()
 
     def step(
         self,
@@ -390,102 +476,135 @@ class UnlearnDiffAtk:
     ) -> torch.Tensor:
         """One optimiser step on the relaxed tokens ``probs``, then the projection back onto the simplex.
         Returns the (detached) loss of the step."""
-        optimizer.zero_grad(set_to_none=True)
-        loss = self._loss(probs, prompt_embeds, x0, timesteps, generator)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            probs.copy_(project_to_simplex(probs))
-        return loss.detach()
+        return self._step([(probs, optimizer, prompt_embeds, x0, generator)], timesteps)[0]
 
     @torch.no_grad()
     def _discrete_loss(self, ids: torch.Tensor, x0: torch.Tensor, timesteps: list[int], noise: torch.Tensor) -> float:
         """The attack objective for a discrete prompt on fixed noise: how good a candidate is, without sampling."""
-        return self._denoising_error(self.text_encoder(ids)[0], x0, timesteps, noise).item()
+        return self._denoising_errors(self.text_encoder(ids)[0], x0, timesteps, noise[None])[0].item()
 
-    def run(self, row: PromptRow, concept: str, x0: torch.Tensor, index: int = 0) -> tuple[AttackRecord, dict]:
-        """Attack one prompt. Returns the record and the images/tensors to save."""
+    def _start(self, attempt: _Attempt, batch: int) -> None:
+        """Initialise a prompt's relaxed tokens, optimiser, random stream and (fast schedule) probe."""
         cfg = self.config
-        start = time.perf_counter()
-        prompt_ids = self._prompt_ids(row.prompt)
-        original_image, verdict = self.check(prompt_ids, row, concept)
-        record = AttackRecord(
-            index=index,
-            prompt=row.prompt,
-            seed=_seed_of(row),
-            guidance=row.guidance,
-            concept=concept,
-            pre_success=verdict.success,
-            success=verdict.success,
-            score=verdict.score,
-            label=verdict.label,
-        )
-        extras: dict[str, Any] = {"original_image": original_image, "image": original_image}
-        if verdict.success or cfg.method == "none":
-            record.seconds = time.perf_counter() - start
-            return record, extras
-
-        generator = torch.Generator().manual_seed(cfg.seed * 100003 + index)
+        attempt.generator = generator = torch.Generator().manual_seed(cfg.seed * 100003 + attempt.record.index)
         vocab = self.embedding_matrix.shape[0]
         probs = torch.full((cfg.prefix_tokens, vocab), 1.0 / vocab, device=self.device)
         if cfg.rand_init:
             probs = torch.rand((cfg.prefix_tokens, vocab), generator=generator).to(self.device)
-        probs = project_to_simplex(probs).requires_grad_(True)
-        optimizer = torch.optim.Adam([probs], lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        attempt.probs = project_to_simplex(probs).requires_grad_(True)
+        attempt.optimizer = torch.optim.Adam([attempt.probs], lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         with torch.no_grad():
-            prompt_embeds = self.text_encoder.embeddings.token_embedding(prompt_ids)
-
-        timesteps = cfg.sampled_timesteps(self.num_train_timesteps)
-        batch = 1 if cfg.schedule == "faithful" else cfg.timestep_batch
-        groups = [timesteps[i : i + batch] for i in range(0, len(timesteps), batch)]
-        checked: set[tuple[int, ...]] = set()
-        best_checked_loss = float("inf")
+            attempt.prompt_embeds = self.text_encoder.embeddings.token_embedding(attempt.prompt_ids)
         # The fast schedule scores discrete candidates on one fixed probe (timesteps spread over the schedule, fixed
         # noise), so that every candidate of this prompt is compared on the same footing.
         if cfg.schedule == "fast":
-            probe_timesteps = timesteps[len(timesteps) // (2 * batch) :: max(1, len(timesteps) // batch)][:batch]
-            probe_noise = torch.randn((len(probe_timesteps), *x0.shape[1:]), generator=generator).to(x0)
-        steps = evaluations = 0
-        for group in groups:
-            checked_in_group = False
+            timesteps = cfg.sampled_timesteps(self.num_train_timesteps)
+            attempt.probe_timesteps = timesteps[len(timesteps) // (2 * batch) :: max(1, len(timesteps) // batch)][
+                :batch
+            ]
+            shape = (len(attempt.probe_timesteps), *attempt.x0.shape[1:])
+            attempt.probe_noise = torch.randn(shape, generator=generator).to(attempt.x0)
+
+    def _wants_check(self, attempt: _Attempt, ids: torch.Tensor, adv: torch.Tensor, end_of_group: bool) -> bool:
+        """Whether the fast schedule generates and judges this candidate (module docstring)."""
+        key = tuple(adv.tolist())
+        if key in attempt.checked:
+            return False  # same discrete prompt, same seed: same image, same verdict
+        candidate_loss = self._discrete_loss(ids, attempt.x0, attempt.probe_timesteps, attempt.probe_noise)
+        attempt.record.unet_evaluations += len(attempt.probe_timesteps)
+        if candidate_loss >= attempt.best_checked_loss and not (end_of_group and not attempt.checked_in_group):
+            return False  # no better on the attack's own objective than a prompt that already failed
+        attempt.checked.add(key)
+        attempt.checked_in_group = True
+        attempt.best_checked_loss = min(attempt.best_checked_loss, candidate_loss)
+        return True
+
+    def run(self, row: PromptRow, concept: str, x0: torch.Tensor, index: int = 0) -> tuple[AttackRecord, dict]:
+        """Attack one prompt. Returns the record and the images/tensors to save."""
+        return self.run_many([row], [concept], [x0], [index])[0]
+
+    def run_many(
+        self,
+        rows: list[PromptRow],
+        concepts: list[str],
+        x0s: list[torch.Tensor | None],
+        indices: list[int],
+    ) -> list[tuple[AttackRecord, dict]]:
+        """Attack several prompts together (``prompt_batch``): their optimiser steps share one UNet call and their
+        check images one sampling call, but each prompt keeps its own tokens, optimiser, random stream and stopping
+        point, so that each runs the schedule it would run alone. Returns a record and the images/tensors to save
+        per prompt."""
+        cfg = self.config
+        attempts = []
+        for row, concept, x0, index in zip(rows, concepts, x0s, indices):
+            record = AttackRecord(
+                index=index,
+                prompt=row.prompt,
+                seed=_seed_of(row),
+                guidance=row.guidance,
+                concept=concept,
+                pre_success=False,
+                success=False,
+            )
+            attempts.append(_Attempt(row, concept, x0, self._prompt_ids(row.prompt), record))
+
+        start = time.perf_counter()
+        verdicts = self.check_many([(a.prompt_ids, a.row, a.concept) for a in attempts])
+        _share(attempts, time.perf_counter() - start)
+        for attempt, (image, verdict) in zip(attempts, verdicts):
+            record = attempt.record
+            record.pre_success = record.success = verdict.success
+            record.score, record.label = verdict.score, verdict.label
+            attempt.extras.update(original_image=image, image=image)
+        if cfg.method == "none":
+            return [(a.record, a.extras) for a in attempts]
+
+        batch = 1 if cfg.schedule == "faithful" else cfg.timestep_batch
+        live = [a for a in attempts if not a.finished]
+        for attempt in live:
+            self._start(attempt, batch)
+        timesteps = cfg.sampled_timesteps(self.num_train_timesteps)
+        for group in [timesteps[i : i + batch] for i in range(0, len(timesteps), batch)]:
+            for attempt in live:
+                attempt.checked_in_group = False
             for iteration in range(1, cfg.iterations_per_timestep + 1):
-                self.step(probs, optimizer, prompt_embeds, x0, group, generator)
-                steps += 1
-                evaluations += len(group)
+                live = [a for a in live if not a.finished]
+                if not live:
+                    break
+                start = time.perf_counter()
+                self._step([(a.probs, a.optimizer, a.prompt_embeds, a.x0, a.generator) for a in live], group)
+                _share(live, time.perf_counter() - start)
+                for attempt in live:
+                    attempt.record.attack_steps += 1
+                    attempt.record.unet_evaluations += len(group)
                 end_of_group = iteration == cfg.iterations_per_timestep
                 if cfg.schedule == "faithful" and not end_of_group:
                     continue
                 if cfg.schedule == "fast" and not (end_of_group or iteration % cfg.check_every == 0):
                     continue
-                adv = probs.detach().argmax(-1)
-                ids = self._adversarial_ids(prompt_ids, adv)
-                if cfg.schedule == "fast":
-                    key = tuple(adv.tolist())
-                    if key in checked:
-                        continue  # same discrete prompt, same seed: same image, same verdict
-                    candidate_loss = self._discrete_loss(ids, x0, probe_timesteps, probe_noise)
-                    evaluations += len(probe_timesteps)
-                    if candidate_loss >= best_checked_loss and not (end_of_group and not checked_in_group):
-                        continue  # no better on the attack's own objective than a prompt that already failed
-                    checked.add(key)
-                    checked_in_group = True
-                    best_checked_loss = min(best_checked_loss, candidate_loss)
-                image, verdict = self.check(ids, row, concept)
-                record.checks += 1
-                record.adversarial_ids = adv.tolist()
-                record.adversarial_prompt = self._decode(ids)
-                record.score, record.label = verdict.score, verdict.label
-                extras["image"] = image
-                extras["adversarial_embeddings"] = (adv.cpu(), self.embedding_matrix[adv].detach().cpu())
-                record.attack_steps, record.unet_evaluations = steps, evaluations
-                if verdict.success:
-                    record.success = True
-                    break
-            if record.success:
-                break
-        record.attack_steps, record.unet_evaluations = steps, evaluations
-        record.seconds = time.perf_counter() - start
-        return record, extras
+                candidates = []
+                for attempt in live:
+                    start = time.perf_counter()
+                    adv = attempt.probs.detach().argmax(-1)
+                    ids = self._adversarial_ids(attempt.prompt_ids, adv)
+                    if cfg.schedule == "faithful" or self._wants_check(attempt, ids, adv, end_of_group):
+                        candidates.append((attempt, adv, ids))
+                    attempt.record.seconds += time.perf_counter() - start
+                if not candidates:
+                    continue
+                start = time.perf_counter()
+                results = self.check_many([(ids, a.row, a.concept) for a, _, ids in candidates])
+                _share([a for a, _, _ in candidates], time.perf_counter() - start)
+                for (attempt, adv, ids), (image, verdict) in zip(candidates, results):
+                    record = attempt.record
+                    record.checks += 1
+                    record.adversarial_ids = adv.tolist()
+                    record.adversarial_prompt = self._decode(ids)
+                    record.score, record.label = verdict.score, verdict.label
+                    record.success = verdict.success
+                    attempt.extras["image"] = image
+                    attempt.extras["adversarial_embeddings"] = (adv.cpu(), self.embedding_matrix[adv].detach().cpu())
+        return [(a.record, a.extras) for a in attempts]
 
 
 def _seed_of(row: PromptRow) -> int:
@@ -495,15 +614,28 @@ def _seed_of(row: PromptRow) -> int:
 
 @torch.no_grad()
 def target_latents(base, rows: list[PromptRow], *, num_inference_steps: int | None = None) -> tuple[list, list]:
-    """Target images of the concept from the base model (prompt, seed, guidance per row) and their VAE latents."""
-    images, latents = [], []
-    for row in rows:
-        kwargs: dict[str, Any] = {"output_type": "pt", "guidance_scale": row.guidance}
+    """Target images of the concept from the base model (prompt, seed, guidance per row) and their VAE latents.
+
+    Rows that share a guidance scale are sampled in one call, each from its own seed (the same images as one call per
+    row, up to floating-point rounding)."""
+    images: list[Any] = [None] * len(rows)
+    latents: list[Any] = [None] * len(rows)
+    by_guidance: dict[float, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_guidance.setdefault(row.guidance, []).append(i)
+    for guidance, members in by_guidance.items():
+        kwargs: dict[str, Any] = {"output_type": "pt", "guidance_scale": guidance}
         if num_inference_steps is not None:
             kwargs["num_inference_steps"] = num_inference_steps
-        image = base(row.prompt, generator=torch.Generator().manual_seed(_seed_of(row)), **kwargs).images
-        images.append(image.cpu())
-        latents.append(encode_image(base, image))
+        generators = [torch.Generator().manual_seed(_seed_of(rows[i])) for i in members]
+        batch = base(
+            [rows[i].prompt for i in members],
+            generator=generators[0] if len(generators) == 1 else generators,
+            **kwargs,
+        ).images
+        for j, i in enumerate(members):
+            images[i] = batch[j : j + 1].cpu()
+            latents[i] = encode_image(base, batch[j : j + 1])
     return images, latents
 
 
@@ -569,20 +701,23 @@ def attack(
     runner = UnlearnDiffAtk(model, judge, cfg)
     target_pipe = base or model
     records: dict[int, AttackRecord] = dict(done)
-    for count, i in enumerate(todo, 1):
-        row = rows[i]
+    for first in range(0, len(todo), cfg.prompt_batch):
+        chunk = todo[first : first + cfg.prompt_batch]
         if targets is not None:
-            x0 = encode_image(target_pipe, targets[i][None] if targets[i].dim() == 3 else targets[i])
+            x0s = [encode_image(target_pipe, targets[i][None] if targets[i].dim() == 3 else targets[i]) for i in chunk]
         elif cfg.method == "none":
-            x0 = None
+            x0s = [None] * len(chunk)
         else:
-            x0 = target_latents(target_pipe, [row], num_inference_steps=cfg.num_inference_steps)[1][0]
-        record, extras = runner.run(row, concepts[i], x0, index=i)
-        if out:
-            _save_prompt_outputs(out, record, extras, rank)
-        records[i] = record
+            rows_in_chunk = [rows[i] for i in chunk]
+            x0s = target_latents(target_pipe, rows_in_chunk, num_inference_steps=cfg.num_inference_steps)[1]
+        results = runner.run_many([rows[i] for i in chunk], [concepts[i] for i in chunk], x0s, chunk)
+        for record, extras in results:
+            if out:
+                _save_prompt_outputs(out, record, extras, rank)
+            records[record.index] = record
         if progress is not None:
-            progress(count, len(todo), {"asr_so_far": sum(r.success for r in records.values()) / len(records)})
+            done_count = first + len(chunk)
+            progress(done_count, len(todo), {"asr_so_far": sum(r.success for r in records.values()) / len(records)})
 
     if state is not None and world > 1:
         state.wait_for_everyone()

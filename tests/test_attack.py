@@ -155,6 +155,60 @@ def test_attack_runs_and_resumes(tiny_pipe, tmp_path):
     assert again.asr == 0.0
 
 
+class FixedJudge(Judge):
+    """A fake judge whose verdict is the concept's name: "always" succeeds, "never" fails."""
+
+    name = "fixed"
+
+    def knows(self, concept: str) -> bool:
+        return concept in ("always", "never")
+
+    def judge(self, images, concept):
+        return [Verdict(concept == "always", 0.0, concept) for _ in images]
+
+
+@pytest.mark.parametrize("schedule", ["faithful", "fast"])
+def test_prompt_batch_keeps_each_prompts_schedule(tiny_pipe, schedule):
+    """Prompts attacked together stop where they would alone: pre-attack successes drop out, the rest run the whole
+    schedule, and each one's steps and checks are counted as if it ran alone."""
+    concepts = ["always", "never", "never", "always", "never"]
+    rows = PromptSet([PromptRow("a star", seed=i, guidance=2.0, concept=c) for i, c in enumerate(concepts)])
+    kwargs = dict(num_timesteps=4, iterations_per_timestep=4, num_inference_steps=2, schedule=schedule)
+    kwargs.update(timestep_batch=2, check_every=2)
+    alone = attack(tiny_pipe, rows, FixedJudge(), **kwargs)
+    together = attack(tiny_pipe, rows, FixedJudge(), prompt_batch=3, **kwargs)
+    assert [r.pre_success for r in together.records] == [c == "always" for c in concepts]
+    for a, b in zip(alone.records, together.records):
+        assert (a.pre_success, a.success, a.attack_steps) == (b.pre_success, b.success, b.attack_steps)
+        assert b.seconds > 0 and (b.adversarial_prompt is None) == b.pre_success
+        if schedule == "faithful":  # the fast schedule's checks depend on the candidates, which rounding can change
+            assert a.checks == b.checks == (1 if a.pre_success else 1 + 4)
+    assert together.config["prompt_batch"] == 3
+
+
+def test_batched_attack_objective_equals_one_prompt_at_a_time(tiny_pipe):
+    """One UNet call for several prompts gives each prompt the loss (and the random draws) it gets alone."""
+    runner = UnlearnDiffAtk(tiny_pipe, FixedJudge(), AttackConfig())
+    vocab = runner.embedding_matrix.shape[0]
+    channels, size = tiny_pipe.unet.config.in_channels, tiny_pipe.unet.config.sample_size
+
+    def states():
+        out = []
+        for i, prompt in enumerate(["a star", "a red circle"]):
+            probs = project_to_simplex(torch.rand((3, vocab), generator=torch.Generator().manual_seed(i)))
+            embeds = runner.text_encoder.embeddings.token_embedding(runner._prompt_ids(prompt))
+            x0 = torch.randn((1, channels, size, size), generator=torch.Generator().manual_seed(10 + i))
+            out.append((probs, None, embeds, x0, torch.Generator().manual_seed(100 + i)))
+        return out
+
+    with torch.no_grad():
+        together = runner._losses(states(), [10, 500])
+        alone = torch.cat([runner._losses([state], [10, 500]) for state in states()])
+    assert together.shape == (2,)
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(together[0], together[1])
+
+
 def test_no_attack_baseline_and_early_stop(tiny_pipe):
     rows = PromptSet([PromptRow("a star", seed=0, guidance=2.0, concept="bright")])
     report = attack(tiny_pipe, rows, BrightJudge(threshold=-1.0), num_inference_steps=2)

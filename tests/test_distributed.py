@@ -98,6 +98,8 @@ def test_advunlearn_and_attack_with_two_processes(tiny_folder, tmp_path):
             "1",
             "--num_inference_steps",
             "3",
+            "--prompt_batch",
+            "2",
             "--output_dir",
             str(out),
         ],
