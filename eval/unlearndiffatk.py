@@ -34,6 +34,12 @@ Schedules:
   optimiser steps, fast can miss prompts the official schedule breaks late: on the toy AdvUnlearn victim its ASR was
   38 % against 62 %, so report ``faithful`` ASRs and use ``fast`` to screen.
 
+Either schedule can attack ``prompt_batch`` prompts together: their optimiser steps share one text-encoder and UNet
+call and their check images one sampling call (each image from its own seed), while each prompt keeps its own
+relaxed tokens, Adam state, random stream and stopping point, so what is measured per prompt does not change. It pays
+where one prompt leaves the machine idle (small models, big GPUs); on two CPU cores the toy attack's per-prompt work
+over the 49,408-token vocabulary (sampling, the simplex projection, Adam) is a large part of a step.
+
 Differences from the official code, each deliberate: the simplex projection is the exact sort-based one (Duchi et al.
 2008) instead of a bisection with tolerance 1e-5; the check image is generated with the victim pipeline's own
 scheduler (DDIM on the toy model) rather than a hard-coded LMS; concepts and judges are data (no hard-coded class
