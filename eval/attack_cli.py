@@ -8,7 +8,7 @@ from collections.abc import Sequence
 def cmd_attack(argv: Sequence[str]) -> int:
     from ui.cli import _default_device, _Parser, open_model
 
-    from .unlearndiffatk import attack
+    from .unlearndiffatk import AttackConfig, attack
 
     parser = _Parser(
         prog="erasure-studio attack",
@@ -59,6 +59,17 @@ def cmd_attack(argv: Sequence[str]) -> int:
             raise UsageError(f"config file {pre.config} has unknown options: {', '.join(sorted(unknown))}")
         parser.set_defaults(**values)
     args = parser.parse_args(list(argv))
+    config = dict(
+        schedule=args.schedule,
+        timestep_batch=args.timestep_batch,
+        prompt_batch=args.prompt_batch,
+        prefix_tokens=args.prefix_tokens,
+        iterations_per_timestep=args.iterations_per_timestep,
+        num_timesteps=args.num_timesteps,
+        num_inference_steps=args.num_inference_steps,
+        seed=args.seed,
+    )
+    AttackConfig(method=args.attack, **config)  # bad values fail here, before a model is loaded
 
     from pathlib import Path
 
@@ -94,14 +105,7 @@ def cmd_attack(argv: Sequence[str]) -> int:
         concept=args.concept,
         output_dir=out,
         progress=progress,
-        schedule=args.schedule,
-        timestep_batch=args.timestep_batch,
-        prompt_batch=args.prompt_batch,
-        prefix_tokens=args.prefix_tokens,
-        iterations_per_timestep=args.iterations_per_timestep,
-        num_timesteps=args.num_timesteps,
-        num_inference_steps=args.num_inference_steps,
-        seed=args.seed,
+        **config,
     )
     bar.close()
     print(

@@ -135,6 +135,7 @@ def test_methods_lists_esd(capsys):
         ),
         (["erase", "esd", "--concept", "star", "--config", "/no/such.json"], "does not exist"),
         (["frobnicate"], "unknown command"),
+        (["attack", "/no/such/model", "--prompts", "toy:star", "--prompt_batch", "0"], "prompt_batch must be"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, expected, capsys, tmp_path, monkeypatch):
