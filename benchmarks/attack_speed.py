@@ -89,7 +89,7 @@ def step_costs(base, prompts, targets, batches=(1, 2, 5, 10), prompt_batches=(1,
     check generation of ``p`` prompts in one sampling call, and per probe (one batched no-grad pass on 5
     timesteps)."""
     from eval.judges import load_judge
-    from eval.unlearndiffatk import AttackConfig, UnlearnDiffAtk, encode_image, project_to_simplex
+    from eval.unlearndiffatk import AttackConfig, TokenState, UnlearnDiffAtk, encode_image, project_to_simplex
 
     config = AttackConfig()
     runner = UnlearnDiffAtk(base, load_judge("toy"), config)
@@ -108,7 +108,7 @@ def step_costs(base, prompts, targets, batches=(1, 2, 5, 10), prompt_batches=(1,
         runner.step(probs, optimizer, prompt_embeds, x0, timesteps[:batch], generator)
 
     def prompt_step(n: int) -> None:
-        runner._step([(probs, optimizer, prompt_embeds, x0, generator)] * n, timesteps[:1])
+        runner._step([TokenState(probs, optimizer, prompt_embeds, x0, generator)] * n, timesteps[:1])
 
     def checks(n: int) -> None:
         runner.check_many([(prompt_ids, row, "star")] * n)

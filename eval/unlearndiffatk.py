@@ -55,7 +55,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -318,6 +318,17 @@ def _write_grid(records: list[AttackRecord], out: Path) -> None:
 # ---------------------------------------------------------------- the attack
 
 
+class TokenState(NamedTuple):
+    """What an optimiser step needs of one prompt: its relaxed tokens P and their optimiser, the prompt's token
+    embeddings, its target latent x0 and its own random generator."""
+
+    probs: torch.Tensor
+    optimizer: torch.optim.Optimizer
+    prompt_embeds: torch.Tensor
+    x0: torch.Tensor
+    generator: torch.Generator
+
+
 @dataclass
 class _Attempt:
     """One prompt's attack in flight (:meth:`UnlearnDiffAtk.run_many`): its record, its relaxed tokens and optimiser,
@@ -342,6 +353,9 @@ class _Attempt:
     @property
     def finished(self) -> bool:
         return self.record.success
+
+    def token_state(self) -> TokenState:
+        return TokenState(self.probs, self.optimizer, self.prompt_embeds, self.x0, self.generator)
 
 
 def _share(attempts: list[_Attempt], seconds: float) -> None:
@@ -443,32 +457,34 @@ class UnlearnDiffAtk:
         pred = self.unet(noisy, t, encoder_hidden_states=cond.repeat_interleave(n, 0)).sample
         return (pred.float() - eps.float()).pow(2).flatten(1).mean(1).view(batch, n).mean(1)
 
-    def _losses(self, states: list[tuple], timesteps: list[int]) -> torch.Tensor:
-        """The attack objective of each ``(probs, optimizer, prompt_embeds, x0, generator)``: one token per row of P
-        drawn from the prompt's own generator, then that generator's noise, so that a prompt sees the same random
-        numbers whichever prompts share its UNet call."""
+    def _losses(self, states: list[TokenState], timesteps: list[int]) -> torch.Tensor:
+        """The attack objective of each prompt, in one text-encoder and one UNet call: one token per row of P drawn
+        from the prompt's own generator, then that generator's noise, so that a prompt sees the same random numbers
+        whichever prompts share its call."""
         spliced, noises = [], []
-        for probs, _, prompt_embeds, x0, generator in states:
-            one_hot = sample_one_hot(probs, generator)
+        for state in states:
+            one_hot = sample_one_hot(state.probs, state.generator)
             adv_embeds = one_hot.to(self.embedding_matrix.dtype) @ self.embedding_matrix
+            prompt_embeds = state.prompt_embeds
             length, k = prompt_embeds.shape[1], adv_embeds.shape[0]
             spliced.append(torch.cat([prompt_embeds[:, :1], adv_embeds[None], prompt_embeds[:, 1 : length - k]], 1))
-            noise = torch.randn((len(timesteps), *x0.shape[1:]), generator=generator)
-            noises.append(noise.to(self.device, x0.dtype))
+            noise = torch.randn((len(timesteps), *state.x0.shape[1:]), generator=state.generator)
+            noises.append(noise.to(self.device, state.x0.dtype))
         cond = encode_embeddings(self.text_encoder, torch.cat(spliced))
-        x0 = torch.cat([state[3] for state in states])
+        x0 = torch.cat([state.x0 for state in states])
         return self._denoising_errors(cond, x0, timesteps, torch.stack(noises))
 
-    def _step(self, states: list[tuple], timesteps: list[int]) -> torch.Tensor:
-        for _, optimizer, *_ in states:
-            optimizer.zero_grad(set_to_none=True)
+    def _step(self, states: list[TokenState], timesteps: list[int]) -> torch.Tensor:
+        """One optimiser step for each prompt, all in one batched call. Returns the (detached) losses."""
+        for state in states:
+            state.optimizer.zero_grad(set_to_none=True)
         losses = self._losses(states, timesteps)
         # The sum: each prompt's gradient is that of its own loss, as if it ran alone.
         losses.sum().backward()
-        for probs, optimizer, *_ in states:
-            optimizer.step()
+        for state in states:
+            state.optimizer.step()
             with torch.no_grad():
-                probs.copy_(project_to_simplex(probs))
+                state.probs.copy_(project_to_simplex(state.probs))
         return losses.detach()
 
     def step(
@@ -482,7 +498,7 @@ class UnlearnDiffAtk:
     ) -> torch.Tensor:
         """One optimiser step on the relaxed tokens ``probs``, then the projection back onto the simplex.
         Returns the (detached) loss of the step."""
-        return self._step([(probs, optimizer, prompt_embeds, x0, generator)], timesteps)[0]
+        return self._step([TokenState(probs, optimizer, prompt_embeds, x0, generator)], timesteps)[0]
 
     @torch.no_grad()
     def _discrete_loss(self, ids: torch.Tensor, x0: torch.Tensor, timesteps: list[int], noise: torch.Tensor) -> float:
@@ -578,7 +594,7 @@ class UnlearnDiffAtk:
                 if not live:
                     break
                 start = time.perf_counter()
-                self._step([(a.probs, a.optimizer, a.prompt_embeds, a.x0, a.generator) for a in live], group)
+                self._step([a.token_state() for a in live], group)
                 _share(live, time.perf_counter() - start)
                 for attempt in live:
                     attempt.record.attack_steps += 1

@@ -15,6 +15,7 @@ from eval.unlearndiffatk import (
     AttackConfig,
     AttackRecord,
     AttackReport,
+    TokenState,
     UnlearnDiffAtk,
     attack,
     project_to_simplex,
@@ -198,7 +199,7 @@ def test_batched_attack_objective_equals_one_prompt_at_a_time(tiny_pipe):
             probs = project_to_simplex(torch.rand((3, vocab), generator=torch.Generator().manual_seed(i)))
             embeds = runner.text_encoder.embeddings.token_embedding(runner._prompt_ids(prompt))
             x0 = torch.randn((1, channels, size, size), generator=torch.Generator().manual_seed(10 + i))
-            out.append((probs, None, embeds, x0, torch.Generator().manual_seed(100 + i)))
+            out.append(TokenState(probs, None, embeds, x0, torch.Generator().manual_seed(100 + i)))
         return out
 
     with torch.no_grad():
