@@ -145,7 +145,8 @@ def main() -> None:
         nargs="+",
         type=int,
         default=[5],
-        help="fast-schedule timestep batches to measure (the first is the one the goal is judged on)",
+        help="fast-schedule timestep batches: the first is used by the fast runs, each other adds a "
+        "fast_timestep_batch_N run",
     )
     parser.add_argument(
         "--prompt-batch",
@@ -189,7 +190,9 @@ def main() -> None:
         for run_name in args.runs:
             schedule = run_name.split("_")[0]
             batch = args.prompt_batch if run_name.endswith("prompt_batch") else 1
-            runs[run_name] = _run(victim, base, prompts, targets, schedule, prompt_batch=batch)
+            runs[run_name] = _run(
+                victim, base, prompts, targets, schedule, args.timestep_batches[0], prompt_batch=batch
+            )
         if "fast" in args.runs:
             for batch in args.timestep_batches[1:]:
                 runs[f"fast_timestep_batch_{batch}"] = _run(

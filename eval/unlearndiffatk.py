@@ -340,10 +340,7 @@ class _Attempt:
     prompt_ids: torch.Tensor
     record: AttackRecord
     extras: dict[str, Any] = field(default_factory=dict)
-    generator: torch.Generator | None = None
-    probs: torch.Tensor | None = None
-    optimizer: torch.optim.Optimizer | None = None
-    prompt_embeds: torch.Tensor | None = None
+    tokens: TokenState | None = None  # set when the attack starts (not for pre-attack successes)
     probe_timesteps: list[int] = field(default_factory=list)
     probe_noise: torch.Tensor | None = None
     checked: set[tuple[int, ...]] = field(default_factory=set)
@@ -353,9 +350,6 @@ class _Attempt:
     @property
     def finished(self) -> bool:
         return self.record.success
-
-    def token_state(self) -> TokenState:
-        return TokenState(self.probs, self.optimizer, self.prompt_embeds, self.x0, self.generator)
 
 
 def _share(attempts: list[_Attempt], seconds: float) -> None:
@@ -407,11 +401,10 @@ class UnlearnDiffAtk:
         kwargs: dict[str, Any] = {"output_type": "pt", "guidance_scale": guidance}
         if self.config.num_inference_steps is not None:
             kwargs["num_inference_steps"] = self.config.num_inference_steps
-        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         out = self.victim(
             prompt_embeds=embeds,
             negative_prompt_embeds=self.null_embeds.expand(len(seeds), -1, -1),
-            generator=generators[0] if len(generators) == 1 else generators,
+            generator=_generators(seeds),
             **kwargs,
         )
         return out.images.cpu()
@@ -426,10 +419,7 @@ class UnlearnDiffAtk:
         if len(candidates) == 1:
             return [self.check(*candidates[0])]
         results: list[Any] = [None] * len(candidates)
-        by_guidance: dict[float, list[int]] = {}
-        for i, (_, row, _) in enumerate(candidates):
-            by_guidance.setdefault(row.guidance, []).append(i)
-        for guidance, members in by_guidance.items():
+        for guidance, members in _by_guidance([row for _, row, _ in candidates]).items():
             ids = torch.cat([candidates[i][0] for i in members])
             images = self.generate(ids, [_seed_of(candidates[i][1]) for i in members], guidance)
             for concept in {candidates[i][2] for i in members}:
@@ -508,15 +498,16 @@ class UnlearnDiffAtk:
     def _start(self, attempt: _Attempt, batch: int) -> None:
         """Initialise a prompt's relaxed tokens, optimiser, random stream and (fast schedule) probe."""
         cfg = self.config
-        attempt.generator = generator = torch.Generator().manual_seed(cfg.seed * 100003 + attempt.record.index)
+        generator = torch.Generator().manual_seed(cfg.seed * 100003 + attempt.record.index)
         vocab = self.embedding_matrix.shape[0]
         probs = torch.full((cfg.prefix_tokens, vocab), 1.0 / vocab, device=self.device)
         if cfg.rand_init:
             probs = torch.rand((cfg.prefix_tokens, vocab), generator=generator).to(self.device)
-        attempt.probs = project_to_simplex(probs).requires_grad_(True)
-        attempt.optimizer = torch.optim.Adam([attempt.probs], lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        probs = project_to_simplex(probs).requires_grad_(True)
+        optimizer = torch.optim.Adam([probs], lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         with torch.no_grad():
-            attempt.prompt_embeds = self.text_encoder.embeddings.token_embedding(attempt.prompt_ids)
+            prompt_embeds = self.text_encoder.embeddings.token_embedding(attempt.prompt_ids)
+        attempt.tokens = TokenState(probs, optimizer, prompt_embeds, attempt.x0, generator)
         # The fast schedule scores discrete candidates on one fixed probe (timesteps spread over the schedule, fixed
         # noise), so that every candidate of this prompt is compared on the same footing.
         if cfg.schedule == "fast":
@@ -594,7 +585,7 @@ class UnlearnDiffAtk:
                 if not live:
                     break
                 start = time.perf_counter()
-                self._step([a.token_state() for a in live], group)
+                self._step([a.tokens for a in live], group)
                 _share(live, time.perf_counter() - start)
                 for attempt in live:
                     attempt.record.attack_steps += 1
@@ -607,7 +598,7 @@ class UnlearnDiffAtk:
                 candidates = []
                 for attempt in live:
                     start = time.perf_counter()
-                    adv = attempt.probs.detach().argmax(-1)
+                    adv = attempt.tokens.probs.detach().argmax(-1)
                     ids = self._adversarial_ids(attempt.prompt_ids, adv)
                     if cfg.schedule == "faithful" or self._wants_check(attempt, ids, adv, end_of_group):
                         candidates.append((attempt, adv, ids))
@@ -629,6 +620,21 @@ class UnlearnDiffAtk:
         return [(a.record, a.extras) for a in attempts]
 
 
+def _by_guidance(rows: list[PromptRow]) -> dict[float, list[int]]:
+    """Row indices per guidance scale: rows that share one are sampled in one pipeline call."""
+    groups: dict[float, list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(row.guidance, []).append(i)
+    return groups
+
+
+def _generators(seeds: list[int]) -> torch.Generator | list[torch.Generator]:
+    """One generator per image, in the form a diffusers pipeline takes (a list draws each image's initial noise from
+    its own generator, the same noise as one call per seed)."""
+    generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+    return generators[0] if len(generators) == 1 else generators
+
+
 def _seed_of(row: PromptRow) -> int:
     """The row's evaluation seed; rows without one use seed 0, as the official ``eval_seed`` default does."""
     return int(row.seed) if row.seed is not None else 0
@@ -642,22 +648,17 @@ def target_latents(base, rows: list[PromptRow], *, num_inference_steps: int | No
     row, up to floating-point rounding)."""
     images: list[Any] = [None] * len(rows)
     latents: list[Any] = [None] * len(rows)
-    by_guidance: dict[float, list[int]] = {}
-    for i, row in enumerate(rows):
-        by_guidance.setdefault(row.guidance, []).append(i)
-    for guidance, members in by_guidance.items():
+    for guidance, members in _by_guidance(rows).items():
         kwargs: dict[str, Any] = {"output_type": "pt", "guidance_scale": guidance}
         if num_inference_steps is not None:
             kwargs["num_inference_steps"] = num_inference_steps
-        generators = [torch.Generator().manual_seed(_seed_of(rows[i])) for i in members]
         batch = base(
-            [rows[i].prompt for i in members],
-            generator=generators[0] if len(generators) == 1 else generators,
-            **kwargs,
+            [rows[i].prompt for i in members], generator=_generators([_seed_of(rows[i]) for i in members]), **kwargs
         ).images
+        encoded = encode_image(base, batch)
         for j, i in enumerate(members):
             images[i] = batch[j : j + 1].cpu()
-            latents[i] = encode_image(base, batch[j : j + 1])
+            latents[i] = encoded[j : j + 1]
     return images, latents
 
 
@@ -725,14 +726,14 @@ def attack(
     records: dict[int, AttackRecord] = dict(done)
     for first in range(0, len(todo), cfg.prompt_batch):
         chunk = todo[first : first + cfg.prompt_batch]
+        chunk_rows = [rows[i] for i in chunk]
         if targets is not None:
             x0s = [encode_image(target_pipe, targets[i][None] if targets[i].dim() == 3 else targets[i]) for i in chunk]
         elif cfg.method == "none":
             x0s = [None] * len(chunk)
         else:
-            rows_in_chunk = [rows[i] for i in chunk]
-            x0s = target_latents(target_pipe, rows_in_chunk, num_inference_steps=cfg.num_inference_steps)[1]
-        results = runner.run_many([rows[i] for i in chunk], [concepts[i] for i in chunk], x0s, chunk)
+            x0s = target_latents(target_pipe, chunk_rows, num_inference_steps=cfg.num_inference_steps)[1]
+        results = runner.run_many(chunk_rows, [concepts[i] for i in chunk], x0s, chunk)
         for record, extras in results:
             if out:
                 _save_prompt_outputs(out, record, extras, rank)
