@@ -248,7 +248,6 @@ def robustness(n_prompts: int, names: list[str], seeds: list[int], previous: dic
     from eval.prompts import PromptSet, load_prompts
     from eval.rates import erasure_rates
     from eval.unlearndiffatk import attack, target_latents
-    from pipelines.artifacts import _assemble
     from pipelines.sd import load_sd
 
     base = load_sd("toy")
@@ -264,7 +263,7 @@ def robustness(n_prompts: int, names: list[str], seeds: list[int], previous: dic
             start = time.perf_counter()
             result = erasure.erase(method, base, concept="star", preset="toy", seed=seed, **overrides)
             seconds = time.perf_counter() - start
-            erased = _assemble(base, result.artifact_kind, result.components)
+            erased = result.apply(base)
             rates = erasure_rates(base, erased, "star", "toy", seeds=8, num_inference_steps=25, before=base_rates)
             base_rates = rates["before"]
             common = dict(base=base, targets=targets, concept="star", seed=0)

@@ -167,7 +167,6 @@ def main() -> None:
     import erasure
     from eval.prompts import PromptSet, load_prompts
     from eval.unlearndiffatk import target_latents
-    from pipelines.artifacts import _assemble
     from pipelines.sd import load_sd
 
     torch.manual_seed(0)
@@ -185,7 +184,7 @@ def main() -> None:
         start = time.perf_counter()
         result = erasure.erase(method, base, concept="star", preset="toy", **overrides)
         erase_seconds = round(time.perf_counter() - start, 1)
-        victim = _assemble(base, result.artifact_kind, result.components)
+        victim = result.apply(base)
         runs = {"faithful": _run(victim, base, prompts, targets, "faithful")}
         for run_name in args.runs:
             schedule = run_name.split("_")[0]

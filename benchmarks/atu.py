@@ -25,8 +25,9 @@ import torch
 import gan
 from erasure import erase
 from eval.judges import load_judge
-from gan.bundle import GANBundle
-from gan.metrics import generator_fd, object_frequency, percentage_of_unlearning
+from pipelines.gan import GANBundle
+from eval.gan_metrics import generator_fd
+from gan.metrics import object_frequency, percentage_of_unlearning
 
 OUT = Path(__file__).resolve().parent / "results" / "atu.json"
 NUM_SAMPLES = 1000

@@ -40,13 +40,12 @@ def sampling_seconds(pipe) -> float:
 def esd_toy() -> dict:
     import erasure
     from eval.rates import erasure_rates
-    from pipelines.artifacts import _assemble
 
     pipe = load_sd("toy")
     start = time.perf_counter()
     result = erasure.erase("esd", pipe, concept="star", preset="toy")
     seconds = time.perf_counter() - start
-    erased = _assemble(pipe, result.artifact_kind, result.components)
+    erased = result.apply(pipe)
     # 8 seeds x 6 colours per object, as the ESD toy test: one sample moves a rate by 2 points.
     rates = erasure_rates(pipe, erased, "star", "toy", seeds=8, num_inference_steps=25)
     return {

@@ -135,15 +135,18 @@ def build_config(cls: type[EraseConfig], values: dict[str, Any]) -> EraseConfig:
 
 @dataclass
 class EraseData:
-    """Optional in-memory data for a method: prompts and images to forget and to retain.
+    """Optional in-memory data for a method: prompts and images to forget and to retain, and helpers it uses.
 
-    Methods that generate their own data from the base model (most do) use these when given instead.
+    Methods that generate their own data from the base model (most do) use these when given instead. ``judge`` is a
+    ``pipelines.judge.Judge`` object for methods that sort samples while they train (Adapt-then-Unlearn); it is an
+    object rather than a name because judges are loaded in ``eval``, a layer above the methods.
     """
 
     forget_prompts: list[str] | None = None
     retain_prompts: list[str] | None = None
     forget_images: torch.Tensor | None = None
     retain_images: torch.Tensor | None = None
+    judge: Any = None
 
 
 ArtifactKind = Literal["unet_partial", "text_encoder", "unet", "generator", "gan_generator"]
@@ -203,6 +206,16 @@ class EraseResult:
             sample_prompts=sample_prompts,
             evaluation=evaluation,
         )
+
+    def apply(self, base: Any):
+        """The erased model in memory: ``base`` (the model the run started from) with the changed components in.
+
+        Nothing is written to disk and ``base`` is not changed; see ``pipelines.apply_result``. Works for every
+        artifact kind (a ``StableDiffusionPipeline`` for diffusion methods, a ``GANBundle`` for GAN methods).
+        """
+        from pipelines.artifacts import apply_result
+
+        return apply_result(base, self)
 
 
 class EraseMethod(ABC):

@@ -23,11 +23,9 @@ judge's :meth:`Judge.describe` names its model, label set and thresholds for rep
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,131 +34,10 @@ import torch
 import torch.nn.functional as F
 
 from pipelines.errors import ConfigError, MissingWeightsError, ModelNotFoundError, require
+from pipelines.judge import Judge, Verdict, as_image_tensor
+from pipelines.toy.judge import ToyJudge
 
-
-@dataclass(frozen=True)
-class Verdict:
-    """A judge's answer for one image.
-
-    Args:
-        success (`bool`): the image shows the concept (for an attack: the attack succeeded).
-        score (`float`): the judge's confidence that the concept is present, in [0, 1].
-        label (`str`): what the judge sees instead (its top class), for reports.
-    """
-
-    success: bool
-    score: float
-    label: str
-
-
-class Judge:
-    """Base class. Subclasses implement :meth:`judge` and :meth:`knows`."""
-
-    name: str = "judge"
-
-    def __call__(self, images, concept: str) -> list[Verdict]:
-        if not self.knows(concept):
-            raise ConfigError(f"the {self.name} judge does not know the concept {concept!r}; {self.concept_hint()}")
-        return self.judge(_as_tensor(images), concept)
-
-    def judge(self, images: torch.Tensor, concept: str) -> list[Verdict]:
-        raise NotImplementedError
-
-    def knows(self, concept: str) -> bool:
-        raise NotImplementedError
-
-    def concept_hint(self) -> str:
-        return "choose a concept it can recognise"
-
-    def describe(self) -> dict[str, Any]:
-        """What the judge is, for reports (judge variants give different numbers)."""
-        return {"name": self.name}
-
-
-def _as_tensor(images) -> torch.Tensor:
-    if isinstance(images, torch.Tensor):
-        return images.detach().float().cpu()
-    from pipelines.images import from_pil
-
-    return from_pil(list(images))
-
-
-# ---------------------------------------------------------------- the toy judge
-
-
-class ToyJudge(Judge):
-    """The toy world's classifier. ``features`` gives its 128-d penultimate activations (the toy FD extractor)."""
-
-    name = "toy"
-
-    def __init__(self, folder=None, device: str | torch.device = "cpu"):
-        from safetensors.torch import load_file
-
-        from pipelines.sd import toy_path
-        from pipelines.toy.models import ToyJudgeNet
-
-        folder = folder or toy_path("judge")
-        config = json.loads((folder / "config.json").read_text())
-        self.heads: dict[str, list[str]] = config["heads"]
-        self.net = ToyJudgeNet(width=config["width"])
-        self.net.load_state_dict(load_file(folder / "model.safetensors"))
-        self.net.eval().requires_grad_(False).to(device)
-        self.device = torch.device(device)
-
-    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
-        images = images.to(self.device)
-        if images.shape[-1] != 32 or images.shape[-2] != 32:
-            images = F.interpolate(images, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
-        return images * 2 - 1
-
-    @torch.no_grad()
-    def probabilities(self, images, batch_size: int = 512) -> dict[str, torch.Tensor]:
-        """Per head, softmax probabilities ``(N, classes)`` for images in [0, 1]."""
-        images = _as_tensor(images)
-        chunks = [self.net(self._prepare(c)) for c in images.split(batch_size)]
-        return {h: torch.cat([c[h] for c in chunks]).softmax(-1).cpu() for h in self.heads}
-
-    def classify(self, images) -> list[dict[str, str]]:
-        """The predicted value of every head, per image."""
-        probs = self.probabilities(images)
-        idx = {h: p.argmax(-1).tolist() for h, p in probs.items()}
-        n = len(next(iter(idx.values())))
-        return [{h: self.heads[h][idx[h][i]] for h in self.heads} for i in range(n)]
-
-    @torch.no_grad()
-    def features(self, images, batch_size: int = 512) -> torch.Tensor:
-        images = _as_tensor(images)
-        return torch.cat([self.net.features(self._prepare(c)).cpu() for c in images.split(batch_size)])
-
-    def knows(self, concept: str) -> bool:
-        from pipelines.toy.world import concept_kind
-
-        return concept_kind(concept) is not None
-
-    def concept_hint(self) -> str:
-        from pipelines.toy.world import COLOURS, OBJECTS, STYLES
-
-        return f"the toy world knows objects ({', '.join(OBJECTS)}), colours ({', '.join(COLOURS)}) and styles " + (
-            f"({', '.join(STYLES)}), with synonyms"
-        )
-
-    def judge(self, images: torch.Tensor, concept: str) -> list[Verdict]:
-        from pipelines.toy.world import canonical, concept_kind
-
-        head, value = concept_kind(concept), canonical(concept)
-        probs = self.probabilities(images)[head]
-        column = self.heads[head].index(value)
-        labels = probs.argmax(-1).tolist()
-        return [
-            Verdict(success=labels[i] == column, score=float(probs[i, column]), label=self.heads[head][labels[i]])
-            for i in range(len(labels))
-        ]
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": "toy", "model": "toy-world CNN (object/colour/style/background heads)"}
-
-
-# ---------------------------------------------------------------- registry
+# ---------------------------------------------------------------- registry (the toy judge: pipelines.toy.judge)
 
 _JUDGES: dict[str, Callable[..., Judge]] = {"toy": ToyJudge}
 _CACHE: dict[str, Judge] = {}
@@ -518,7 +395,7 @@ class NudeNetJudge(Judge):
 
     def detect(self, images) -> list[list[dict[str, Any]]]:
         """Per image, the detections that pass the box threshold and NMS: ``{"class", "score", "box"}``."""
-        arrays = _to_uint8(_as_tensor(images))
+        arrays = _to_uint8(as_image_tensor(images))
         results: list[list[dict[str, Any]]] = []
         for start in range(0, len(arrays), self.batch_size):
             chunk = arrays[start : start + self.batch_size]
@@ -763,7 +640,7 @@ class ImageNetJudge(Judge):
     @torch.no_grad()
     def probabilities(self, images) -> torch.Tensor:
         """Softmax over the 1,000 ImageNet classes, ``(N, 1000)``."""
-        images = _as_tensor(images)
+        images = as_image_tensor(images)
         chunks = []
         for chunk in images.split(self.batch_size):
             out = self.model(self._pixels(chunk).to(self.device))
@@ -891,7 +768,7 @@ class ClassifierJudge(Judge):
         """Softmax over the checkpoint's classes, ``(N, num_labels)``."""
         from pipelines.images import to_pil
 
-        images = _as_tensor(images)
+        images = as_image_tensor(images)
         chunks = []
         for chunk in images.split(self.batch_size):
             pixels = self.processor(images=to_pil(chunk), return_tensors="pt")["pixel_values"].to(self.device)
@@ -1064,7 +941,7 @@ class CLIPJudge(Judge):
         """CLIP logits ``(N, len(texts))``: the logit scale times the cosine similarity of each image and text."""
         from pipelines.images import to_pil
 
-        images = _as_tensor(images)
+        images = as_image_tensor(images)
         chunks = []
         if self.open_clip is not None:
             tokens = self.open_clip["tokenizer"](list(texts)).to(self.device)

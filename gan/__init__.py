@@ -1,4 +1,4 @@
-"""StyleGAN2 and the GAN erasure methods.
+"""The GAN erasure methods (one file per method), on StyleGAN2 models from ``pipelines``.
 
 ```python
 import gan
@@ -8,10 +8,12 @@ bundle = gan.load("toy")
 result = erase("adapt_then_unlearn", bundle, concept="circle", preset="toy")
 ```
 
-Importing this package registers the GAN methods (``adapt_then_unlearn``) with ``erasure``.
+Importing this package registers the GAN methods (``adapt_then_unlearn``) with ``erasure``. The StyleGAN2 network
+(``pipelines.stylegan2``) and the bundle that loads, saves and samples it (``pipelines.gan``) live in ``pipelines``,
+below the methods, so that the loaders, artifacts and the toy world can use them; they are re-exported here.
 """
 
-from .bundle import (
+from pipelines.gan import (
     GANBundle,
     UnsafeCheckpointError,
     apply_generator,
@@ -19,10 +21,9 @@ from .bundle import (
     load,
     save_bundle,
     save_generator,
-    tiny_bundle,
     write_before_after,
 )
-from .stylegan2 import Discriminator, Generator
+from pipelines.stylegan2 import Discriminator, Generator
 
 # Methods register themselves on import (as erasure's diffusion methods do).
 from . import adapt_then_unlearn  # noqa: E402, F401  isort: skip
@@ -37,6 +38,5 @@ __all__ = [
     "load",
     "save_bundle",
     "save_generator",
-    "tiny_bundle",
     "write_before_after",
 ]

@@ -3,10 +3,9 @@
 - **PUL**, the percentage of unlearning: ``(N_neg,base − N_neg,erased) / N_neg,base``, where N_neg counts the samples a
   judge says show the concept, both generators sampling the *same* latents (the official
   ``Unlearning_MNIST/eval_multiple_gan.py``). Returned as a fraction in [−∞, 1]; 1 means every negative is gone.
-- **FD**: the Fréchet distance between two sample sets on a judge's features (the toy judge's 128-d penultimate
-  layer in the toy world). It is not comparable to a published FID (no Inception network): reports must name it.
-- **Ret-FD**: the FD between the erased generator and a generator trained without the concept (the paper's Ret-FID,
-  ``ret_fid.py``), i.e. how close the erasure comes to retraining from scratch.
+- **Share of each object**: how often each object is the toy judge's top class (the survivors check).
+
+The distance metrics (FD, Ret-FD) need a feature network and live in ``eval.gan_metrics``.
 """
 
 from __future__ import annotations
@@ -14,11 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
-
-from eval.fid import DistanceResult, frechet_distance
-
-from .bundle import GANBundle
+from pipelines.gan import GANBundle
+from pipelines.toy.quality import top_class_frequency
 
 
 def count_concept(bundle: GANBundle, judge: Any, concept: str, *, num_samples: int, seed: int = 0) -> int:
@@ -35,7 +31,7 @@ def percentage_of_unlearning(
     Args:
         base (`GANBundle`): the generator before erasure.
         erased (`GANBundle`): the generator after erasure (same architecture, so the latents are identical).
-        judge: an ``eval.judges.Judge`` (or a name for ``eval.load_judge``).
+        judge: a judge (``pipelines.judge.Judge``; ``eval.load_judge(name)`` gives one by name).
         concept (`str`): the erased concept.
         num_samples (`int`, defaults to 1000): samples per generator.
         seed (`int`, defaults to 0): seed of the shared latents.
@@ -44,7 +40,6 @@ def percentage_of_unlearning(
         `dict`: ``pul`` (a fraction; NaN when the base drew no negatives), ``negatives_base``, ``negatives_erased``,
         ``num_samples``, ``seed``.
     """
-    judge = _judge(judge)
     base_count = count_concept(base, judge, concept, num_samples=num_samples, seed=seed)
     erased_count = count_concept(erased, judge, concept, num_samples=num_samples, seed=seed)
     pul = (base_count - erased_count) / base_count if base_count else math.nan
@@ -57,42 +52,8 @@ def percentage_of_unlearning(
     }
 
 
-def top_class_frequency(probabilities: torch.Tensor, names: list[str]) -> dict[str, float]:
-    """How often each class is a classifier head's top choice, from its ``(N, classes)`` probabilities."""
-    top = probabilities.argmax(-1)
-    return {name: float((top == i).float().mean()) for i, name in enumerate(names)}
-
-
 def object_frequency(bundle: GANBundle, judge: Any, *, num_samples: int = 1000, seed: int = 0) -> dict[str, float]:
     """How often each object is the toy judge's top object among ``num_samples`` samples (latents of ``seed``)."""
-    judge = _judge(judge)
     return top_class_frequency(
         judge.probabilities(bundle.sample(num_samples, seed=seed))["object"], judge.heads["object"]
     )
-
-
-def generator_fd(
-    a: GANBundle, b: GANBundle, *, features: Any = "toy", num_samples: int = 2000, seed: int = 0
-) -> DistanceResult:
-    """Fréchet distance between samples of two generators (independent latents: seeds ``seed`` and ``seed + 1``).
-
-    Computed by :func:`eval.fid.frechet_distance` (torchmetrics), so the result names its feature network: with the
-    default ``features="toy"`` it is ``FD-toy`` on the toy judge's penultimate features.
-    """
-    return frechet_distance(a.sample(num_samples, seed=seed), b.sample(num_samples, seed=seed + 1), features=features)
-
-
-def retain_fd(
-    erased: GANBundle, retrained: GANBundle, *, features: Any = "toy", num_samples: int = 2000, seed: int = 0
-) -> DistanceResult:
-    """Ret-FD: FD between the erased generator and one trained without the concept (e.g. the toy
-    ``gan_without_<object>``). Lower is closer to retraining from scratch."""
-    return generator_fd(erased, retrained, features=features, num_samples=num_samples, seed=seed)
-
-
-def _judge(judge: Any):
-    if isinstance(judge, str):
-        from eval.judges import load_judge
-
-        return load_judge(judge)
-    return judge

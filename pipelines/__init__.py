@@ -1,7 +1,11 @@
-"""Loading and assembling models (Stable Diffusion, GANs), artifacts, the toy world and batch jobs."""
+"""Models and what surrounds them: loading (Stable Diffusion, StyleGAN2), artifacts, shared data, the toy world.
 
-from .artifacts import apply_artifact, read_manifest
+The lowest layer: ``erasure`` and ``gan`` (the methods), ``eval`` and ``ui`` build on it; it imports none of them.
+"""
+
+from .artifacts import apply_artifact, apply_result, read_manifest
 from .errors import ArtifactError, ConfigError, ModelNotFoundError, StudioError
+from .models import open_model
 from .sd import generate, load_sd
 
 __all__ = [
@@ -10,7 +14,9 @@ __all__ = [
     "ModelNotFoundError",
     "StudioError",
     "apply_artifact",
+    "apply_result",
     "generate",
     "load_sd",
+    "open_model",
     "read_manifest",
 ]

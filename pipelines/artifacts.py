@@ -108,7 +108,7 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -159,10 +159,10 @@ def save_artifact(
         if base_model is not None and result.sampler == "multistep":
             _write_sample_grid(result, base_model, staging / "samples.png", sample_prompts)
         if base_model is not None and result.sampler == "stylegan2":
-            from gan.bundle import write_before_after
+            from .gan import write_before_after
 
             write_before_after(result, base_model, staging / "samples.png")
-        files = {p.relative_to(staging).as_posix(): _sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()}
+        files = {p.relative_to(staging).as_posix(): file_sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()}
         metrics = dict(result.metrics)
         metrics["artifact_bytes"] = sum((staging / f).stat().st_size for f in files)
         manifest = {
@@ -181,7 +181,7 @@ def save_artifact(
             "files": {},
         }
         (staging / "README.md").write_text(model_card(manifest))
-        files["README.md"] = _sha256(staging / "README.md")
+        files["README.md"] = file_sha256(staging / "README.md")
         manifest["files"] = dict(sorted(files.items()))
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         if path.exists():
@@ -207,7 +207,7 @@ def _write_components(result: EraseResult, folder: Path) -> dict[str, Any]:
         module.save_pretrained(folder / kind, safe_serialization=True)
         return {kind: {"folder": kind, "class": type(module).__name__}}
     if kind == "gan_generator":
-        from gan.bundle import save_generator
+        from .gan import save_generator
 
         return {"generator": save_generator(result.components["generator"], folder / _COMPONENT_FILES[kind])}
     raise ArtifactError(f"unknown artifact kind {kind!r}")
@@ -249,7 +249,7 @@ def _write_sample_grid(result: EraseResult, base_model: Any, path: Path, prompts
 
     prompts = prompts or default_sample_prompts(result.config.concept, result.base.get("name_or_path"))
     seeds = [0, 1, 2]
-    erased = _assemble(base_model, result.artifact_kind, result.components)
+    erased = apply_result(base_model, result)
     flat_prompts = [p for p in prompts for _ in seeds]
     flat_seeds = [s for _ in prompts for s in seeds]
     before = generate(base_model, flat_prompts, seeds=flat_seeds)
@@ -258,14 +258,37 @@ def _write_sample_grid(result: EraseResult, base_model: Any, path: Path, prompts
     before_after_grid(before, after, prompts, seeds, title=title).save(path)
 
 
-def _assemble(base_model: Any, kind: str, components: dict[str, Any]):
+def apply_result(base_model: Any, result: EraseResult):
+    """The erased model in memory: ``base_model`` with ``result``'s components in; nothing is copied or saved.
+
+    The in-memory twin of :func:`apply_artifact` for every artifact kind (``EraseResult.apply`` calls it). The base is
+    not changed; the returned model shares its untouched components with it.
+
+    Args:
+        base_model: the ``StableDiffusionPipeline`` (or ``GANBundle``) the erasure started from.
+        result (`EraseResult`): what ``erasure.erase`` returned.
+
+    Returns:
+        A stock ``StableDiffusionPipeline`` with the erased component in, or a ``GANBundle`` for GAN results.
+    """
     from .sd import replace_components
 
+    kind, components = result.artifact_kind, result.components
     if kind == "unet_partial":
         return replace_components(base_model, unet=components["unet"])
     if kind in ("text_encoder", "unet"):
         return replace_components(base_model, **{kind: components[kind]})
-    raise ArtifactError(f"cannot assemble a pipeline from a {kind!r} artifact")
+    if kind == "gan_generator":
+        from .gan import GANBundle
+
+        return GANBundle(
+            generator=components["generator"],
+            discriminator=base_model.discriminator,
+            latent_dim=base_model.latent_dim,
+            metadata=dict(base_model.metadata),
+            judge=base_model.judge,
+        )
+    raise ArtifactError(f"cannot apply a {kind!r} result in memory with this version of Erasure Studio")
 
 
 def model_card(manifest: dict[str, Any]) -> str:
@@ -351,7 +374,7 @@ def read_manifest(path: str | os.PathLike, *, verify: bool = True) -> dict[str, 
                 raise ArtifactError(
                     f"artifact file {rel} is missing from {path}; restore it or re-create the artifact"
                 )
-            if _sha256(file) != expected:
+            if file_sha256(file) != expected:
                 raise ArtifactError(
                     f"artifact file {rel} does not match its sha256 in {MANIFEST}: it was modified or corrupted; "
                     "re-create or re-download the artifact"
@@ -412,7 +435,7 @@ def apply_artifact(model: Any, path: str | os.PathLike, *, allow_other_base: boo
         unet = UNet2DConditionModel.from_pretrained(path / "unet", use_safetensors=True, torch_dtype=model.unet.dtype)
         return replace_components(model, unet=unet.to(model.unet.device).eval())
     if kind == "gan_generator":
-        from gan.bundle import apply_generator
+        from .gan import apply_generator
 
         return apply_generator(model, path, manifest)
     raise ArtifactError(f"artifact kind {kind!r} cannot be applied by this version of Erasure Studio")

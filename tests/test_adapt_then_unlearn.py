@@ -1,4 +1,4 @@
-"""Adapt-then-Unlearn on a tiny random StyleGAN2 with a weight-free judge (gan.tiny.RednessJudge)."""
+"""Adapt-then-Unlearn on a tiny random StyleGAN2 with a weight-free judge (tests/doubles.py: RednessJudge)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ from gan.adapt_then_unlearn import (
     parameter_distance,
     repulsion_loss,
 )
-from gan.bundle import GANBundle, tiny_bundle
-from gan.metrics import generator_fd, percentage_of_unlearning
-from gan.tiny import RednessJudge
+from doubles import tiny_bundle
+from eval.gan_metrics import generator_fd
+from gan.metrics import percentage_of_unlearning
+from pipelines.gan import GANBundle
+from doubles import RednessJudge
 from pipelines.artifacts import apply_artifact
 from pipelines.errors import ConfigError
 

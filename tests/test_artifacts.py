@@ -112,9 +112,9 @@ def test_partial_keys_must_match_manifest(artifact, tiny_pipe):
     tensors.pop(next(iter(tensors)))
     save_file(tensors, artifact / "unet_partial.safetensors")
     # Re-hash so only the key check can catch it.
-    from pipelines.artifacts import _sha256
+    from pipelines.artifacts import file_sha256
 
-    manifest["files"]["unet_partial.safetensors"] = _sha256(artifact / "unet_partial.safetensors")
+    manifest["files"]["unet_partial.safetensors"] = file_sha256(artifact / "unet_partial.safetensors")
     (artifact / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="other tensors"):
         apply_artifact(tiny_pipe, artifact)

@@ -18,8 +18,8 @@ def test_erasing_circle_from_the_toy_gan():
     import gan
     from erasure import erase
     from eval.judges import load_judge
-    from gan.bundle import GANBundle
     from gan.metrics import object_frequency, percentage_of_unlearning
+    from pipelines.gan import GANBundle
 
     bundle = gan.load("toy")
     judge = load_judge("toy")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import erasure
-from pipelines.artifacts import _assemble, apply_artifact, fingerprint, model_components
+from pipelines.artifacts import apply_artifact, fingerprint, model_components
 from ui.cli import main
 
 # Per-method overrides that keep a 2-step run tiny (on top of the method's "toy" preset).
@@ -34,8 +34,9 @@ def _model_for(method, tiny_pipe, tiny_gan):
 
 @pytest.fixture(scope="session")
 def tiny_gan():
-    gan = pytest.importorskip("gan.bundle")
-    return gan.tiny_bundle(seed=0) if hasattr(gan, "tiny_bundle") else None
+    from doubles import tiny_bundle
+
+    return tiny_bundle(seed=0)
 
 
 def _run(name, model):
@@ -98,12 +99,10 @@ def test_save_load_apply_reproduces_images(name, tiny_pipe, tiny_gan, tmp_path):
     }
     applied = apply_artifact(model, path)
     if method.model_type == "stylegan2":
-        from gan.bundle import apply_generator  # noqa: F401  (the bundle samples deterministically)
-
-        in_memory = type(model)(**{**model.__dict__, "generator": result.components["generator"]})
+        in_memory = result.apply(model)  # the bundle samples deterministically
         assert torch.allclose(in_memory.sample(4, seed=3), applied.sample(4, seed=3), atol=1e-6)
         return
-    in_memory = _assemble(model, result.artifact_kind, result.components)
+    in_memory = result.apply(model)
     from pipelines.sd import generate
 
     a = generate(in_memory, ["a star", "a circle"], seeds=[5, 6], num_inference_steps=4)

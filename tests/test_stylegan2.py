@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import save_file
 
 import gan
-from gan.bundle import GANBundle, UnsafeCheckpointError, save_bundle, save_generator
-from gan.stylegan2 import Blur, Discriminator, Generator, Upsample
 from pipelines.errors import ArtifactError, ModelNotFoundError, StudioError
+from pipelines.gan import GANBundle, UnsafeCheckpointError, save_bundle, save_generator
+from pipelines.stylegan2 import Blur, Discriminator, Generator, Upsample
 
 SMALL = {4: 16, 8: 16, 16: 8}
 

@@ -373,7 +373,7 @@ def _toy_pipeline(vae, text_encoder, tokenizer, unet):
 def _judge_or_none(out: Path):
     """The judge of this build (trained first), to probe sample quality during training; None if absent."""
     try:
-        from eval.judges import ToyJudge
+        from .judge import ToyJudge
 
         return ToyJudge(out / "judge") if (out / "judge" / "config.json").is_file() else None
     except Exception:  # pragma: no cover - the probe is a diagnostic only

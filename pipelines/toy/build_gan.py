@@ -2,7 +2,7 @@
 
 ``train_gan(out)`` writes ``out / "gan"`` (``gan.load("toy")`` reads it); ``train_gan(out, exclude_object="circle")``
 writes ``out / "gan_without_circle"``, the same recipe on renders without circles: the "retrained without the
-concept" reference of the Ret-FD metric (``gan.metrics.retain_fd``).
+concept" reference of the Ret-FD metric (``eval.gan_metrics.retain_fd``).
 
 The recipe is rosinality's StyleGAN2 training step (our own loop), scaled down for two CPU cores:
 
@@ -167,8 +167,8 @@ def train_gan(
         `dict`: steps, seconds, seconds per step, final losses, the output folder and its size, and ``quality``
         (per-object frequencies and the judge's confidence) when the judge was available.
     """
-    from gan.bundle import GANBundle, save_bundle
-    from gan.stylegan2 import Discriminator, Generator
+    from pipelines.gan import GANBundle, save_bundle
+    from pipelines.stylegan2 import Discriminator, Generator
 
     if exclude_object is not None:
         obj = canonical(exclude_object)
@@ -293,7 +293,7 @@ def train_gan(
 
 def _toy_judge(out: Path):
     """The toy judge from ``out / "judge"`` (a fresh build), else the installed one, else ``None``."""
-    from eval.judges import ToyJudge
+    from .judge import ToyJudge
 
     for folder in (out / "judge", None):
         try:
@@ -313,7 +313,7 @@ def gan_quality(bundle, judge, *, num_samples: int = 2000, seed: int = 1) -> dic
         `dict`: ``object_frequency`` (object -> fraction), ``min_object_frequency``, ``confident_fraction``,
         ``mean_max_probability``, ``colour_frequency``, ``passes`` (both thresholds met), ``num_samples``.
     """
-    from gan.metrics import top_class_frequency
+    from .quality import top_class_frequency
 
     images = bundle.sample(num_samples, seed=seed)
     probs = judge.probabilities(images)

@@ -103,3 +103,9 @@ def clip_zero_shot(folder: str | Path | None = None, *, num_images: int = 1000, 
         "colour": float(np.mean([COLOURS[i] == s.colour for i, s in zip(colour_pred.tolist(), scenes)])),
         "samples": num_images,
     }
+
+
+def top_class_frequency(probabilities: torch.Tensor, names: list[str]) -> dict[str, float]:
+    """How often each class is a classifier head's top choice, from its ``(N, classes)`` probabilities."""
+    top = probabilities.argmax(-1)
+    return {name: float((top == i).float().mean()) for i, name in enumerate(names)}

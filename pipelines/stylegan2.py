@@ -2,8 +2,8 @@
 
 Paper: "Analyzing and Improving the Image Quality of StyleGAN", https://arxiv.org/abs/1912.04958 . The layer layout and
 the state-dict key names follow rosinality/stylegan2-pytorch (``model.py``), the implementation that Adapt-then-Unlearn
-and most GAN-unlearning work build on, so its checkpoints load into these classes (``gan.bundle.load``) and ours
-export back (``gan.bundle.export_rosinality``). The code is our own: no file of that repository is copied, and its
+and most GAN-unlearning work build on, so its checkpoints load into these classes (``pipelines.gan.load``) and ours
+export back (``pipelines.gan.export_rosinality``). The code is our own: no file of that repository is copied, and its
 custom CUDA ops (``op/upfirdn2d``, ``op/fused_act``, compiled at import) are replaced by plain ``conv2d`` calls, so
 everything runs on a CPU.
 

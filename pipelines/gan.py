@@ -39,8 +39,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from pipelines.errors import ArtifactError, ConfigError, ModelNotFoundError
-
+from .errors import ArtifactError, ConfigError, ModelNotFoundError
 from .stylegan2 import Discriminator, Generator, infer_discriminator_config, infer_generator_config
 
 logger = logging.getLogger(__name__)
@@ -72,7 +71,7 @@ class GANBundle:
             (Adapt-then-Unlearn).
         latent_dim (`int`, *optional*): size of z; defaults to ``generator.style_dim``.
         metadata (`dict`): where the weights came from (``name_or_path``, ``format``, checkpoint ``args`` ...).
-        judge (*optional*): a judge (``eval.judges.Judge``) that travels with the model, used by methods whose
+        judge (*optional*): a judge (``pipelines.judge.Judge``) that travels with the model, used by methods whose
             config names none (a test double for tiny random generators, say).
     """
 
@@ -198,7 +197,7 @@ def load(name_or_path: str | os.PathLike = "toy", *, device: str | torch.device 
     """
     device = torch.device(device) if device is not None else torch.device("cpu")
     if str(name_or_path) == "toy":
-        from pipelines.sd import TOY_DIR
+        from .sd import TOY_DIR
 
         folder = TOY_DIR / TOY_GAN
         if not (folder / CONFIG_FILE).is_file():
@@ -479,7 +478,7 @@ def apply_generator(bundle: GANBundle, artifact_path: str | os.PathLike, manifes
 
 def write_before_after(result: Any, base_bundle: GANBundle, path: str | os.PathLike, *, n: int = 8, seed: int = 0):
     """A PNG grid: the base and the erased generator on the same latents (top row base, bottom row erased)."""
-    from pipelines.images import image_grid, to_pil
+    from .images import image_grid, to_pil
 
     erased = GANBundle(
         generator=result.components["generator"], latent_dim=base_bundle.latent_dim, metadata=base_bundle.metadata
@@ -514,29 +513,6 @@ def export_rosinality(bundle: GANBundle, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, path)
     return path
-
-
-# ---------------------------------------------------------------- a tiny random bundle for tests
-
-
-def tiny_bundle(seed: int = 0, *, size: int = 16, with_judge: bool = True) -> GANBundle:
-    """A random-init StyleGAN2 small enough for unit tests (a few thousand parameters), with a discriminator.
-
-    With ``with_judge`` it carries :class:`gan.tiny.RednessJudge`, calibrated so that about 30 % of its samples
-    count as showing any concept: random generators draw nothing a real judge could name.
-    """
-    from .tiny import RednessJudge
-
-    torch.manual_seed(seed)
-    channels = {4: 16, 8: 16, 16: 8, 32: 8}
-    generator = _frozen(
-        Generator(size, style_dim=16, n_mlp=2, channels={r: channels[r] for r in channels if r <= size})
-    )
-    discriminator = _frozen(Discriminator(size, channels={r: channels[r] for r in channels if r <= size}))
-    bundle = GANBundle(generator=generator, discriminator=discriminator, metadata={"name_or_path": f"tiny-{seed}"})
-    if with_judge:
-        bundle.judge = RednessJudge.calibrated(bundle.sample(256, seed=10_000 + seed), positive_fraction=0.3)
-    return bundle
 
 
 def copy_bundle(bundle: GANBundle) -> GANBundle:

@@ -1,4 +1,4 @@
-"""A test double for GAN methods on tiny random generators: a judge that needs no weights.
+"""Test doubles for GAN methods: a tiny random StyleGAN2 bundle and a judge that needs no weights.
 
 Random generators draw nothing that a trained classifier could name, yet Adapt-then-Unlearn needs a judge that splits
 samples into negatives (the concept is there) and positives. :class:`RednessJudge` stands in: an image "shows" any
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from eval.judges import Judge, Verdict
+from pipelines.gan import GANBundle
+from pipelines.judge import Judge, Verdict
+from pipelines.stylegan2 import Discriminator, Generator
 
 
 class RednessJudge(Judge):
@@ -50,3 +52,20 @@ class RednessJudge(Judge):
 
     def describe(self) -> dict:
         return {"name": self.name, "threshold": self.threshold, "model": "mean(R) - mean(B) > threshold (test double)"}
+
+
+def tiny_bundle(seed: int = 0, *, size: int = 16, with_judge: bool = True) -> GANBundle:
+    """A random-init StyleGAN2 small enough for unit tests (a few thousand parameters), with a discriminator.
+
+    With ``with_judge`` it carries :class:`RednessJudge`, calibrated so that about 30 % of its samples count as showing
+    any concept: random generators draw nothing a real judge could name.
+    """
+    torch.manual_seed(seed)
+    channels = {4: 16, 8: 16, 16: 8, 32: 8}
+    channels = {r: c for r, c in channels.items() if r <= size}
+    generator = Generator(size, style_dim=16, n_mlp=2, channels=channels).float().eval().requires_grad_(False)
+    discriminator = Discriminator(size, channels=channels).float().eval().requires_grad_(False)
+    bundle = GANBundle(generator=generator, discriminator=discriminator, metadata={"name_or_path": f"tiny-{seed}"})
+    if with_judge:
+        bundle.judge = RednessJudge.calibrated(bundle.sample(256, seed=10_000 + seed), positive_fraction=0.3)
+    return bundle
