@@ -24,10 +24,10 @@ import torch
 
 import gan
 from erasure import erase
-from eval.judges import load_judge
-from pipelines.gan import GANBundle
 from eval.gan_metrics import generator_fd
+from eval.judges import load_judge
 from gan.metrics import object_frequency, percentage_of_unlearning
+from pipelines.gan import GANBundle
 
 OUT = Path(__file__).resolve().parent / "results" / "atu.json"
 NUM_SAMPLES = 1000

@@ -93,7 +93,7 @@ def peak_rss_mb() -> float:
 def worker_mask(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from erasure.salun import compute_saliency_mask, default_prompts, select_unet_parameters, top_fraction_mask
+    from erasure.salun import compute_saliency_mask, default_prompts, salun_unet_parameters, top_fraction_mask
     from pipelines.sd import TOY_DIR, encode_prompts, fresh_scheduler, trainable_copy
 
     torch.manual_seed(0)
@@ -106,7 +106,7 @@ def worker_mask(args: argparse.Namespace) -> dict[str, Any]:
 
         pipe, model = tiny_sd(0), "tiny (toy weights not built)"
     unet = trainable_copy(pipe.unet)
-    selected = select_unet_parameters(unet, "full")
+    selected = salun_unet_parameters(unet, "full")
     for p in selected.values():
         p.requires_grad_(True)
     size = unet.config.sample_size
@@ -158,14 +158,14 @@ def worker_sd_step(args: argparse.Namespace) -> dict[str, Any]:
 
     from erasure import make_config
     from erasure.salun import (
-        diffusion_loss,
         frozen_entries,
         make_optimizer,
         mask_gradients,
         random_label_loss,
         restore_frozen_entries,
-        select_unet_parameters,
+        salun_unet_parameters,
     )
+    from pipelines.sd import diffusion_loss
     from pipelines.toy.models import SCHEDULER_CONFIG  # SD v1.x's noise schedule
 
     torch.manual_seed(0)
@@ -174,7 +174,7 @@ def worker_sd_step(args: argparse.Namespace) -> dict[str, Any]:
     build_seconds = time.perf_counter() - start
     if args.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
-    selected = select_unet_parameters(unet, args.train_method)
+    selected = salun_unet_parameters(unet, args.train_method)
     generator = torch.Generator().manual_seed(0)
     masks = {n: torch.rand(p.shape, generator=generator) < 0.5 for n, p in selected.items()}
     for p in selected.values():

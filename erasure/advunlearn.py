@@ -50,15 +50,16 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from pipelines.artifacts import base_identity
+from pipelines.data import object_retain_prompts
 from pipelines.errors import ConfigError
 from pipelines.sd import (
+    draw_training_timestep,
     encode_prompts,
     encode_with_prefix,
     execution_device,
@@ -66,6 +67,7 @@ from pipelines.sd import (
     sample_until,
     trainable_copy,
 )
+from pipelines.toy.world import prompts_without
 
 from .base import (
     EraseConfig,
@@ -78,7 +80,6 @@ from .base import (
     notify,
     register,
 )
-from .esd import draw_training_timestep
 
 
 @dataclass
@@ -205,16 +206,10 @@ def select_text_encoder_parameters(
 
 
 def retain_prompts(retain_set: str, concept: str) -> list[str]:
-    """Benign prompts to preserve: our 243 everyday objects, or toy-world prompts that avoid the concept."""
+    """Benign prompts to preserve: our 243 everyday objects (``"objects"``), or toy prompts that avoid the concept."""
     if retain_set == "toy":
-        from pipelines.toy.world import COLOURS, OBJECTS, canonical, prompt_for
-
-        value = canonical(concept)
-        return [prompt_for(o, c) for o in OBJECTS for c in COLOURS if value not in (o, c)]
-    text = resources.files("erasure").joinpath("data/retain_objects.txt").read_text()
-    words = {w.lower() for w in concept.replace(",", " ").split()}
-    objects = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    return [f"a photo of a {o}" for o in objects if not words & set(o.lower().split())]
+        return prompts_without(concept)
+    return object_retain_prompts(concept)
 
 
 class _RetainPool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import logging
 import os
 import re
 import resource
@@ -26,10 +27,17 @@ import torch
 
 from pipelines.errors import ConfigError
 
+logger = logging.getLogger(__name__)
+
 StepCallback = Callable[[int, int, dict[str, float]], None]
 """``callback(step, total, logs)``, called after every optimisation step (``step`` counts from 1)."""
 
 ModelType = Literal["stable_diffusion", "stylegan2"]
+
+PAPER_PRESET = "paper"
+"""The preset every method has: its config's defaults, which reproduce the paper's setting on real models."""
+TOY_PRESET = "toy"
+"""The preset a method tuned for the toy world; :func:`erase` uses it by default on a toy model."""
 
 
 @dataclass
@@ -106,6 +114,21 @@ class EraseConfig:
     def help(cls) -> dict[str, str]:
         """Field name -> help text, for the CLI and the studio."""
         return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def preset_names(cls) -> list[str]:
+        """The presets this config takes: ``"paper"`` (every method: the dataclass defaults, the paper's setting on
+        real models) and the method's own, e.g. ``"toy"``."""
+        return sorted({PAPER_PRESET, *cls.presets})
+
+    @classmethod
+    def preset_values(cls, preset: str) -> dict[str, Any]:
+        """The field values of a named preset (``"paper"``: none, the defaults are the paper's)."""
+        if preset in cls.presets:
+            return dict(cls.presets[preset])
+        if preset == PAPER_PRESET:
+            return {}
+        raise ConfigError(f"{cls.method} has no preset {preset!r}; available: {', '.join(cls.preset_names())}")
 
 
 def _check_positive(config: EraseConfig, name: str) -> None:
@@ -190,11 +213,15 @@ class EraseResult:
         overwrite: bool = False,
         sample_prompts: list[str] | None = None,
         evaluation: dict[str, Any] | None = None,
+        num_validation_images: int | None = None,
+        validation_inference_steps: int | None = None,
+        callback: StepCallback | None = None,
     ) -> Path:
         """Write the artifact folder (see ``pipelines.artifacts.save_artifact``) and return its path.
 
         Pass the base model (the pipeline or GAN bundle the run started from) to also write a before/after sample
-        grid.
+        grid, sized to the model unless ``num_validation_images`` (0 skips it) and ``validation_inference_steps``
+        say otherwise; ``callback(step, total, logs)`` follows its sampling.
         """
         from pipelines.artifacts import save_artifact
 
@@ -205,6 +232,9 @@ class EraseResult:
             overwrite=overwrite,
             sample_prompts=sample_prompts,
             evaluation=evaluation,
+            num_validation_images=num_validation_images,
+            validation_inference_steps=validation_inference_steps,
+            callback=callback,
         )
 
     def apply(self, base: Any):
@@ -294,17 +324,31 @@ def config_from_dict(values: dict[str, Any]) -> EraseConfig:
 
 
 def make_config(name: str, *, preset: str | None = None, **overrides: Any) -> EraseConfig:
-    """Build a method's config from an optional named preset (e.g. ``"toy"``) and keyword overrides."""
+    """Build a method's config from an optional named preset and keyword overrides (which win).
+
+    Args:
+        name (`str`): a registered method.
+        preset (`str`, *optional*): ``"paper"`` (the defaults, on every method) or one of the method's own, e.g.
+            ``"toy"``; ``None`` is the defaults too (:func:`erase` picks ``"toy"`` for a toy model).
+        **overrides: fields of the method's config.
+    """
     cls = get_config_class(name)
-    values: dict[str, Any] = {}
-    if preset is not None:
-        if preset not in cls.presets:
-            raise ConfigError(
-                f"{cls.method} has no preset {preset!r}; available: {', '.join(sorted(cls.presets)) or 'none'}"
-            )
-        values.update(cls.presets[preset])
+    values = cls.preset_values(preset) if preset is not None else {}
     values.update(overrides)
     return build_config(cls, values)
+
+
+def default_preset(name: str, model: Any) -> str | None:
+    """The preset :func:`erase` and the command line use when none is asked for.
+
+    ``"toy"`` when ``model`` is a toy-world model (a loaded one, or the name ``"toy"``) and the method has a toy
+    preset: the paper's settings are for SD v1.4 and would run long and barely erase on the toy model. Otherwise
+    ``None``: the config's defaults, the paper's setting.
+    """
+    from pipelines.sd import is_toy_model
+
+    toy = model == TOY_PRESET if isinstance(model, str) else is_toy_model(model)
+    return TOY_PRESET if toy and TOY_PRESET in get_config_class(name).presets else None
 
 
 def erase(
@@ -323,12 +367,18 @@ def erase(
         model: a ``StableDiffusionPipeline`` for diffusion methods, a ``GANBundle`` for GAN methods. Not mutated.
         data (`EraseData`, *optional*): in-memory prompts or images to use instead of generated ones.
         callback (`StepCallback`, *optional*): called as ``callback(step, total, logs)`` after each step.
-        preset (`str`, *optional*): a named preset of the method's config, e.g. ``"toy"`` for the toy world.
+        preset (`str`, *optional*): a named preset of the method's config: ``"paper"`` (the defaults, the paper's
+            setting) or the method's own, e.g. ``"toy"``. Defaults to ``"toy"`` on a toy-world model when the method
+            has one (see :func:`default_preset`), else ``"paper"``. Keyword fields override the preset.
         **config: fields of the method's config (``concept``, ``max_train_steps``, ...).
 
     Returns:
         `EraseResult`: call ``.save(path)`` to write the artifact.
     """
+    if preset is None:
+        preset = default_preset(name, model)
+        if preset is not None:
+            logger.info("%s: the '%s' preset on the toy model (preset='paper' for the paper's settings)", name, preset)
     cfg = make_config(name, preset=preset, **config)
     method = get_method_class(name)(cfg)
     return method.erase(model, data=data, callback=callback)

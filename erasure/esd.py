@@ -47,7 +47,15 @@ import torch.nn.functional as F
 
 from pipelines.artifacts import base_identity
 from pipelines.errors import ConfigError
-from pipelines.sd import encode_prompts, execution_device, frozen_copy, sample_until, trainable_copy
+from pipelines.sd import (
+    draw_training_timestep,
+    encode_prompts,
+    execution_device,
+    frozen_copy,
+    sample_until,
+    select_unet_parameters,
+    trainable_copy,
+)
 
 from .base import (
     EraseConfig,
@@ -61,7 +69,14 @@ from .base import (
     register,
 )
 
-ESD_PRESETS = ("esd-x", "esd-u", "esd-x-strict", "full")
+# train_method -> the part of the UNet whose Linear/Conv2d layers train (the official module-name rules).
+ESD_UNET_PARTS = {
+    "esd-x": "cross_attention",
+    "esd-u": "not_cross_attention",
+    "esd-x-strict": "cross_attention_kv",
+    "full": "all",
+}
+ESD_PRESETS = tuple(ESD_UNET_PARTS)
 
 
 @dataclass
@@ -127,32 +142,9 @@ class ESDConfig(EraseConfig):
             self.erase_from = None
 
 
-def select_unet_parameters(unet: torch.nn.Module, train_method: str) -> dict[str, torch.nn.Parameter]:
-    """The UNet parameters an ESD preset trains, by name (the official module-name rules)."""
-    selected: dict[str, torch.nn.Parameter] = {}
-    for module_name, module in unet.named_modules():
-        if not isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
-            continue
-        is_cross = "attn2" in module_name
-        keep = {
-            "esd-x": is_cross,
-            "esd-u": not is_cross,
-            "esd-x-strict": is_cross and (module_name.endswith("to_k") or module_name.endswith("to_v")),
-            "full": True,
-        }[train_method]
-        if keep:
-            for param_name, param in module.named_parameters(recurse=False):
-                selected[f"{module_name}.{param_name}"] = param
-    return selected
-
-
-def draw_training_timestep(timesteps: torch.Tensor, stop_step: int, num_train_timesteps: int, mode: str, rng) -> int:
-    """The DDPM timestep at which the UNet is queried after sampling stopped at DDIM step ``stop_step``."""
-    t = int(timesteps[stop_step])
-    if mode == "scheduler":
-        return t
-    stride = num_train_timesteps // len(timesteps)
-    return rng.randint(max(0, t - stride + 1), t)
+def esd_unet_parameters(unet: torch.nn.Module, train_method: str) -> dict[str, torch.nn.Parameter]:
+    """The UNet parameters an ESD preset trains, by name (the official module-name rules, Linear/Conv2d only)."""
+    return select_unet_parameters(unet, ESD_UNET_PARTS[train_method], layers_only=True)
 
 
 @register
@@ -176,7 +168,7 @@ class ESD(EraseMethod):
         frozen_unet = frozen_copy(pipe.unet, half) if half else pipe.unet
 
         unet = trainable_copy(pipe.unet).to(device)
-        params = select_unet_parameters(unet, cfg.train_method)
+        params = esd_unet_parameters(unet, cfg.train_method)
         for p in params.values():
             p.requires_grad_(True)
         if cfg.gradient_checkpointing:

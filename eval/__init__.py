@@ -1,7 +1,8 @@
 """Evaluation: judges, the UnlearnDiffAtk attack, utility metrics, scorecards and reports.
 
-``eval.scorecard`` is the function (DESIGN.md's contract); its module is ``eval.scorecard`` in ``sys.modules`` and
-``from eval.scorecard import cmd_eval`` still works.
+``eval.scorecard`` is the function (DESIGN.md's contract); its module is ``eval.scorecard`` in ``sys.modules``. The
+settings of the attack and the scorecard are dataclasses (``AttackConfig``, ``ScorecardConfig``) whose fields are
+also the flags of ``erasure-studio attack`` and ``erasure-studio eval`` (``ui/commands/``).
 """
 
 from .accuracy import AccuracyResult, Prediction, accuracy_from_pipeline, ua_ira_cra
@@ -9,7 +10,7 @@ from .clip_score import ClipScoreResult, clip_score, clip_scores, load_clip
 from .fid import DistanceResult, frechet_distance, kernel_distance, load_feature_extractor
 from .judges import Judge, Verdict, list_judges, load_judge, register_judge
 from .prompts import PromptRow, PromptSet, load_prompts
-from .scorecard import Scorecard, scorecard
+from .scorecard import Scorecard, ScorecardConfig, scorecard
 from .unlearndiffatk import AttackConfig, AttackReport, attack
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "PromptRow",
     "PromptSet",
     "Scorecard",
+    "ScorecardConfig",
     "Verdict",
     "accuracy_from_pipeline",
     "attack",

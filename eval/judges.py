@@ -7,6 +7,8 @@ Registered names:
 
 - ``toy``: the toy world's classifier (object, colour, style and background heads). Concept words and their
   synonyms ("star", "pentagram", "striped") map to a head and a class.
+- ``toy-heldout``: a second toy classifier trained apart (another architecture and seed, the same heads): the judge
+  of anything optimised against ``toy`` (the toy GAN), whose verdicts on it would be circular.
 - ``nudenet`` (``nudenet:MODEL.onnx``): the NudeNet detector with UnlearnDiffAtk's label set and thresholds
   (:class:`NudeNetJudge`). Needs the ``eval`` extra.
 - ``imagenet`` (``imagenet:WEIGHTS``): an ImageNet-1k classifier, top-1 against the concept's class
@@ -34,12 +36,14 @@ import torch
 import torch.nn.functional as F
 
 from pipelines.errors import ConfigError, MissingWeightsError, ModelNotFoundError, require
+from pipelines.images import to_uint8
 from pipelines.judge import Judge, Verdict, as_image_tensor
-from pipelines.toy.judge import ToyJudge
+from pipelines.sd import looks_like_hub_id
+from pipelines.toy.judge import HeldOutToyJudge, ToyJudge
 
-# ---------------------------------------------------------------- registry (the toy judge: pipelines.toy.judge)
+# ---------------------------------------------------------------- registry (the toy judges: pipelines.toy.judge)
 
-_JUDGES: dict[str, Callable[..., Judge]] = {"toy": ToyJudge}
+_JUDGES: dict[str, Callable[..., Judge]] = {"toy": ToyJudge, "toy-heldout": HeldOutToyJudge}
 _CACHE: dict[str, Judge] = {}
 
 
@@ -73,7 +77,8 @@ def list_judges() -> list[str]:
 
 
 def load_judge(name: str | Judge, **options: Any) -> Judge:
-    """A judge by name: ``toy``, ``nudenet``, ``imagenet``, ``clip`` (``clip:BACKBONE``), ``classifier:PATH``.
+    """A judge by name: ``toy``, ``toy-heldout``, ``nudenet``, ``imagenet``, ``clip`` (``clip:BACKBONE``),
+    ``classifier:PATH``.
 
     Judges are cached per name (without options), so repeated calls do not reload weights.
     """
@@ -121,11 +126,6 @@ def label_matches(concept: str, label: str) -> bool:
     return any(long[i : i + len(short)] == short for i in range(len(long) - len(short) + 1))
 
 
-def _to_uint8(images: torch.Tensor) -> np.ndarray:
-    """``(N, 3, H, W)`` floats in [0, 1] -> ``(N, H, W, 3)`` uint8, quantised as a saved PNG would be."""
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
 def _resize_center_crop(images: torch.Tensor, resize: int, crop: int) -> torch.Tensor:
     """Resize the shorter side to ``resize`` (bilinear, antialiased), then take the centre ``crop`` x ``crop``."""
     height, width = images.shape[-2:]
@@ -134,11 +134,6 @@ def _resize_center_crop(images: torch.Tensor, resize: int, crop: int) -> torch.T
     images = F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
     top, left = (size[0] - crop) // 2, (size[1] - crop) // 2
     return images[..., top : top + crop, left : left + crop]
-
-
-def _looks_like_hub_id(name: str) -> bool:
-    parts = name.split("/")
-    return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
 
 
 def _local_model_folder(name_or_path: str | os.PathLike, *, what: str, where: str) -> Path:
@@ -153,7 +148,7 @@ def _local_model_folder(name_or_path: str | os.PathLike, *, what: str, where: st
         if not (path / "config.json").is_file():
             raise MissingWeightsError(f"{path} is a folder without config.json, so not a {what}: {where}")
         return path
-    if not path.exists() and _looks_like_hub_id(text):
+    if not path.exists() and looks_like_hub_id(text):
         from huggingface_hub import snapshot_download
 
         try:
@@ -395,7 +390,7 @@ class NudeNetJudge(Judge):
 
     def detect(self, images) -> list[list[dict[str, Any]]]:
         """Per image, the detections that pass the box threshold and NMS: ``{"class", "score", "box"}``."""
-        arrays = _to_uint8(as_image_tensor(images))
+        arrays = to_uint8(as_image_tensor(images)).permute(0, 2, 3, 1).numpy()  # (N, H, W, 3), as OpenCV reads them
         results: list[list[dict[str, Any]]] = []
         for start in range(0, len(arrays), self.batch_size):
             chunk = arrays[start : start + self.batch_size]

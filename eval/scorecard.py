@@ -16,7 +16,8 @@ captions file for real models (``eval/data/captions_small.csv`` or ``captions_ut
 ``coco_10k.csv`` when you have it). :class:`Scorecard` writes JSON, Markdown with the public leaderboards' column
 names (pre-ASR, ASR, FID, CLIP, UA, IRA, CRA) and a definitions section, a before/after sample grid and a bar chart.
 
-The command line: ``erasure-studio eval MODEL_OR_ARTIFACT [--base ...] [--judge toy] [--attack_report FILE]``.
+Settings are a :class:`ScorecardConfig` (or its fields as keywords). The command line, with one flag per field:
+``erasure-studio eval MODEL_OR_ARTIFACT [--base ...] [--judge toy] [--attack_report FILE]`` (``ui/commands/eval.py``).
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, check_options
 
 from .judges import Judge, load_judge
 
@@ -424,10 +425,15 @@ def load_captions(source: str | os.PathLike | None = None, *, limit: int | None 
     return captions[:limit] if limit else captions
 
 
-def _read_prompt_file(path: str | os.PathLike) -> list[str]:
-    from .prompts import load_prompts
+def _prompts_option(value: Sequence[str] | str | os.PathLike | None) -> list[str] | None:
+    """A prompt list from a list, or from a text file, a CSV's ``prompt`` column or a bundled set's name."""
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        from .prompts import load_prompts
 
-    return load_prompts(path).prompts
+        return load_prompts(value).prompts
+    return list(value)
 
 
 def _read_retain_file(path: str | os.PathLike) -> dict[str, list[str]]:
@@ -506,17 +512,15 @@ def _sampling_settings(pipe: Any, num_inference_steps: int | None, guidance_scal
 
 def _open(model: Any, base: Any, device: str | None) -> tuple[Any, Any, str, str, dict[str, Any] | None]:
     """(erased pipeline, base pipeline, erased name, base name, artifact manifest) from pipelines or paths."""
+    from pipelines import open_model
+    from pipelines.artifacts import MANIFEST, read_manifest
+
     manifest = None
     erased_name = base_name = None
     if isinstance(base, (str, os.PathLike)):
-        from pipelines.sd import load_sd
-
         base_name = str(base)
-        base = load_sd(base, device=device)
+        base = open_model(base, device=device)
     if isinstance(model, (str, os.PathLike)):
-        from pipelines.artifacts import MANIFEST, read_manifest
-        from ui.cli import open_model
-
         erased_name = str(model)
         path = Path(model)
         if path.is_dir() and (path / MANIFEST).exists():
@@ -525,14 +529,8 @@ def _open(model: Any, base: Any, device: str | None) -> tuple[Any, Any, str, str
                 base_name = manifest["base_model"].get("name_or_path")
                 if not base_name:
                     raise ConfigError(f"artifact {path} does not name its base model; pass base=")
-                from pipelines.sd import load_sd
-
-                base = load_sd(base_name, device=device)
-            from pipelines.artifacts import apply_artifact
-
-            model = apply_artifact(base, path)
-        else:
-            model = open_model(str(model), device=device or "cpu")
+                base = open_model(base_name, device=device)
+        model = open_model(model, base=base, device=device or "cpu")
     if base is None:
         raise ConfigError("pass the base model (a pipeline or a model name) to compare the erased model with")
     erased_name = erased_name or "erased model"
@@ -559,29 +557,146 @@ def _generate_sets(pipe, sets: Mapping[str, Sequence[str]], judge: Judge, seeds:
     return out["rates"], keys, out["images"]
 
 
+@dataclass
+class ScorecardConfig:
+    """Settings of :func:`scorecard`. Every field is also a flag of ``erasure-studio eval`` (generated with
+    ``transformers.HfArgumentParser``; on the command line, prompt sets, backbones and reports are paths or names).
+
+    Args:
+        prompts (*optional*): the concept's prompts (forget rate, UA): a list, or a text file, a CSV with a ``prompt``
+            column or a bundled set's name. Toy world: "a {colour} star" over every colour (the grid of
+            :func:`eval.rates.toy_prompt_sets`).
+        paraphrases (*optional*): prompts that ask for the concept in other words: a list, ``{label: prompts}``, or a
+            file. Toy world: one set per synonym ("pentagram").
+        retain (*optional*): ``{concept: prompts}`` of concepts that must survive (retain rates, IRA), or a CSV with
+            the columns ``concept`` and ``prompt``. Toy world: every other value of the concept's kind.
+        clip: CLIP backbone for the CLIP score (see :func:`eval.clip_score.load_clip`), or ``None`` (``"none"``) to
+            skip.
+        fid_features: feature extractor for FID/FD (``"toy"``, ``"effnet-lite0"``, ``"inception"``, a module), or
+            ``None`` (``"none"``) to skip.
+        reference_images (*optional*): real images for FID (tensor, PIL list or folder). Toy world: fresh renders
+            of the utility prompts' scenes.
+        utility_prompts (*optional*): prompts for CLIP and FID: a list, or a captions CSV (``coco_10k.csv`` works).
+            Toy world: the retain prompts; otherwise the bundled captions file.
+        utility_limit (`int`, *optional*, defaults to 100): the number of captions taken from a captions file.
+        attack_report (*optional*): pre-ASR and ASR from the attack: an ``AttackReport``, a dict, or the path to its
+            JSON.
+        seeds (`int`, defaults to 2): seeds ``0 .. seeds-1`` per prompt (toy world: 2 seeds give 96 samples of
+            the 48-prompt object grid per model).
+        num_inference_steps, guidance_scale: sampler settings for both models (pipeline defaults when ``None``).
+        kid (`bool`, defaults to `False`): also compute kernel distances with the same features.
+        inception_weights: InceptionV3 weights file for ``fid_features="inception"``.
+        device: device for models loaded from names and for the metrics.
+        output_dir (*optional*): if given, :meth:`Scorecard.save` writes the report there.
+    """
+
+    prompts: Sequence[str] | str | os.PathLike | None = field(
+        default=None,
+        metadata={
+            "help": "The concept's prompts (forget rate, UA): a text file, a CSV 'prompt' column or a bundled set "
+            "(toy world default: the concept over every colour)."
+        },
+    )
+    paraphrases: Sequence[str] | Mapping[str, Sequence[str]] | str | os.PathLike | None = field(
+        default=None,
+        metadata={"help": "Prompts that ask for the concept in other words: a text file or a CSV (toy: synonyms)."},
+    )
+    retain: Mapping[str, Sequence[str]] | str | os.PathLike | None = field(
+        default=None,
+        metadata={
+            "help": "Prompts of concepts that must survive: a CSV with columns 'concept' and 'prompt' (toy: every "
+            "other concept of the same kind)."
+        },
+    )
+    clip: Any = field(
+        default="toy",
+        metadata={"help": "CLIP backbone: toy, a folder, a cached hub id, open_clip:ARCH:WEIGHTS, or none."},
+    )
+    fid_features: Any = field(
+        default="toy",
+        metadata={
+            "help": "FID features: toy, effnet-lite0 (FD-EffNetLite0), inception (needs local weights), or none."
+        },
+    )
+    reference_images: Any = field(
+        default=None,
+        metadata={"help": "Folder of real images for FID (toy: fresh renders).", "aliases": ["--reference"]},
+    )
+    utility_prompts: Sequence[str] | str | os.PathLike | None = field(
+        default=None,
+        metadata={
+            "help": "Utility captions for CLIP/FID on real models: a CSV with 'prompt' (and 'evaluation_seed'), e.g. "
+            "coco_10k.csv (default: the bundled captions file).",
+            "aliases": ["--captions"],
+        },
+    )
+    utility_limit: int | None = field(
+        default=100, metadata={"help": "How many captions to take from --captions.", "aliases": ["--num_captions"]}
+    )
+    attack_report: Any = field(
+        default=None, metadata={"help": "JSON written by the attack (keys pre_asr, asr), or its folder."}
+    )
+    seeds: int = field(default=DEFAULT_SEEDS, metadata={"help": "Seeds per prompt (0..N-1)."})
+    num_inference_steps: int | None = field(
+        default=None, metadata={"help": "Sampler steps of every sample (default: the pipeline's)."}
+    )
+    guidance_scale: float | None = field(
+        default=None, metadata={"help": "Guidance scale of every sample (default: the pipeline's)."}
+    )
+    kid: bool = field(default=False, metadata={"help": "Also compute kernel distances (KID)."})
+    inception_weights: str | os.PathLike | None = field(
+        default=None, metadata={"help": "InceptionV3 FID weights file (for --fid_features inception)."}
+    )
+    device: str | None = field(
+        default=None, metadata={"help": "Device for models loaded from names and for the metrics."}
+    )
+    output_dir: str | os.PathLike | None = field(
+        default=None, metadata={"help": "Where to write the scorecard (command line default: runs/eval-NAME)."}
+    )
+
+    def __post_init__(self) -> None:
+        # "none" is how the command line and config files say "skip this metric".
+        for name in ("clip", "fid_features"):
+            value = getattr(self, name)
+            if isinstance(value, str) and value.lower() == "none":
+                setattr(self, name, None)
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ConfigError(f"seeds must be at least 1, got {self.seeds}")
+
+
+ScorecardCallback = Callable[[int, int, dict[str, Any]], None]
+"""``callback(step, total, logs)``: ``step`` of ``total`` stages are done; ``logs["stage"]`` names the next one."""
+
+
+class _StageReporter:
+    """Calls ``callback(step, total, logs)`` at the start of each stage (``step`` = stages done) and at the end."""
+
+    def __init__(self, callback: ScorecardCallback | None, total: int):
+        self.callback = callback
+        self.total = total
+        self.done = 0
+
+    def __call__(self, name: str, **logs: Any) -> None:
+        if self.callback is None:
+            logger.info("scorecard: %s %s", name, logs or "")
+        else:
+            self.callback(min(self.done, self.total), self.total, {"stage": name, **logs})
+        self.done += 1
+
+    def finish(self, **logs: Any) -> None:
+        if self.callback is not None:
+            self.callback(self.total, self.total, {"stage": "done", **logs})
+
+
 def scorecard(
     model: Any,
     base: Any,
     concept: str,
     judge: Judge | str = "toy",
     *,
-    prompts: Sequence[str] | None = None,
-    paraphrases: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
-    retain: Mapping[str, Sequence[str]] | None = None,
-    clip: Any = "toy",
-    fid_features: Any = "toy",
-    reference_images: Any = None,
-    utility_prompts: str | os.PathLike | Sequence[str] | None = None,
-    utility_limit: int | None = 100,
-    attack_report: Any = None,
-    seeds: int = DEFAULT_SEEDS,
-    num_inference_steps: int | None = None,
-    guidance_scale: float | None = None,
-    kid: bool = False,
-    inception_weights: str | os.PathLike | None = None,
-    device: str | None = None,
-    output_dir: str | os.PathLike | None = None,
-    progress: Callable[[str], None] | None = None,
+    config: ScorecardConfig | None = None,
+    callback: ScorecardCallback | None = None,
+    **options: Any,
 ) -> Scorecard:
     """Compare an erased model with its base: forget/retain rates, UA/IRA/CRA, CLIP, FID and attack rates.
 
@@ -590,29 +705,12 @@ def scorecard(
         base: the base model: a pipeline or a model name/path; ``None`` for an artifact folder (its base is used).
         concept (`str`): the erased concept.
         judge: a :class:`~eval.judges.Judge` or a registered judge name.
-        prompts (`Sequence[str]`, *optional*): the concept's prompts (forget rate, UA). Toy world: "a {colour} star"
-            over every colour (the grid of :func:`eval.rates.toy_prompt_sets`).
-        paraphrases (*optional*): prompts that ask for the concept in other words: a list, or ``{label: prompts}``.
-            Toy world: one set per synonym ("pentagram").
-        retain (`Mapping[str, Sequence[str]]`, *optional*): ``{concept: prompts}`` of concepts that must survive
-            (retain rates, IRA). Toy world: every other value of the concept's kind.
-        clip: CLIP backbone for the CLIP score (see :func:`eval.clip_score.load_clip`), or ``None`` to skip.
-        fid_features: feature extractor for FID/FD (``"toy"``, ``"effnet-lite0"``, ``"inception"``, a module), or
-            ``None`` to skip.
-        reference_images (*optional*): real images for FID (tensor, PIL list or folder). Toy world: fresh renders
-            of the utility prompts' scenes.
-        utility_prompts (*optional*): prompts for CLIP and FID: a list, or a captions CSV (``coco_10k.csv`` works).
-            Toy world: the retain prompts; otherwise the bundled captions file.
-        utility_limit (`int`, *optional*, defaults to 100): the number of captions taken from a captions file.
-        attack_report (*optional*): pre-ASR and ASR from the attack: a dict or the path to its JSON.
-        seeds (`int`, defaults to 2): seeds ``0 .. seeds-1`` per prompt (toy world: 2 seeds give 96 samples of
-            the 48-prompt object grid per model).
-        num_inference_steps, guidance_scale: sampler settings for both models (pipeline defaults when ``None``).
-        kid (`bool`, defaults to `False`): also compute kernel distances with the same features.
-        inception_weights: InceptionV3 weights file for ``fid_features="inception"``.
-        device: device for models loaded from names and for the metrics.
-        output_dir (*optional*): if given, :meth:`Scorecard.save` writes the report there.
-        progress (*optional*): called with a short message before each stage (the CLI prints them).
+        config (`ScorecardConfig`, *optional*): the settings (see :class:`ScorecardConfig`); ``**options`` override
+            its fields.
+        callback (*optional*): ``callback(step, total, logs)`` before each stage (sampling each model, judging,
+            CLIP, distances) with ``logs = {"stage": ..., ...}``, and once at the end with ``step == total``.
+        **options: fields of :class:`ScorecardConfig` (``prompts``, ``seeds``, ``clip``, ...); an unknown name is a
+            ``ConfigError`` naming the closest field.
 
     Returns:
         :class:`Scorecard`.
@@ -622,30 +720,35 @@ def scorecard(
     from .accuracy import judge_predictions, toy_labels, ua_ira_cra
     from .rates import toy_prompt_sets
 
-    say = progress or (lambda message: logger.info(message))
+    check_options("the scorecard", options, {f.name for f in fields(ScorecardConfig)})
+    cfg = replace(config, **options) if config is not None else ScorecardConfig(**options)
+    seeds, device = cfg.seeds, cfg.device
     start = time.perf_counter()
-    if seeds < 1:
-        raise ConfigError(f"seeds must be at least 1, got {seeds}")
     judge = load_judge(judge)
     if not judge.knows(concept):
         raise ConfigError(f"the {judge.name} judge does not know the concept {concept!r}; {judge.concept_hint()}")
     # Everything that can fail on bad input is checked before the (slow) sampling starts.
-    attack = read_attack_report(attack_report)
+    attack = read_attack_report(cfg.attack_report)
     backbone = extractor = None
-    if clip is not None:
+    if cfg.clip is not None:
         from .clip_score import load_clip
 
-        backbone = load_clip(clip, device=device or "cpu")
-    if fid_features is not None:
+        backbone = load_clip(cfg.clip, device=device or "cpu")
+    if cfg.fid_features is not None:
         from .fid import load_feature_extractor
 
-        extractor = load_feature_extractor(fid_features, inception_weights=inception_weights, device=device)
+        extractor = load_feature_extractor(cfg.fid_features, inception_weights=cfg.inception_weights, device=device)
     kind = concept_kind(concept)
     toy = kind in ("object", "colour", "style")
     value = canonical(concept) if toy else concept
     kind = kind if toy else "concept"
 
     # ---- prompt sets
+    prompts, paraphrases, retain = _prompts_option(cfg.prompts), cfg.paraphrases, cfg.retain
+    if isinstance(paraphrases, (str, os.PathLike)):
+        paraphrases = _prompts_option(paraphrases)
+    if isinstance(retain, (str, os.PathLike)):
+        retain = _read_retain_file(retain)
     if prompts is None and not toy:
         raise ConfigError(f"give prompts for {concept!r}: the default prompt sets cover only toy-world concepts")
     toy_sets = toy_prompt_sets(value) if toy else {}
@@ -670,19 +773,23 @@ def scorecard(
 
     # Utility prompts: the toy world reuses the retain samples; otherwise captions are sampled for CLIP and FID.
     captions = None
+    utility_prompts, reference_images = cfg.utility_prompts, cfg.reference_images
     if not (toy and utility_prompts is None) and (backbone is not None or extractor is not None):
         if isinstance(utility_prompts, (str, os.PathLike)) or utility_prompts is None:
-            captions = load_captions(utility_prompts, limit=utility_limit)
+            captions = load_captions(utility_prompts, limit=cfg.utility_limit)
         else:
             captions = [(str(p), i) for i, p in enumerate(utility_prompts)]
     if isinstance(reference_images, (str, os.PathLike)) and not Path(reference_images).expanduser().is_dir():
         raise ConfigError(f"reference images folder {reference_images} does not exist")
+    # One progress stage per sampling run and metric, so the total is known before the slow part starts.
+    stages = 3 + 2 * (captions is not None) + (backbone is not None) + (extractor is not None)
+    stage = _StageReporter(callback, stages)
 
     erased, base, erased_name, base_name, manifest = _open(model, base, device)
     if manifest and manifest.get("method"):
         erased_name = f"{erased_name} ({manifest['method']})"
 
-    sampler = _sampling_settings(erased, num_inference_steps, guidance_scale, seeds)
+    sampler = _sampling_settings(erased, cfg.num_inference_steps, cfg.guidance_scale, seeds)
     models = {"base": base, "erased": erased}
 
     # ---- samples, rates and accuracies
@@ -694,7 +801,7 @@ def scorecard(
     n_main = sum(len(v) for v in sets.values()) * seeds
     n_para = sum(len(v) for v in paraphrase_sets.values()) * seeds
     for role, pipe in models.items():
-        say(f"sampling the {role} model: {n_main + n_para} images ({seeds} seed(s) per prompt)")
+        stage(f"sampling {role}", images=n_main + n_para, seeds=seeds)
         rates[role], keys, main_images[role] = _generate_sets(pipe, sets, judge, seeds, sampler)
         for (_, prompt, seed), image in zip(keys, main_images[role]):
             images[role][(prompt, seed)] = image
@@ -704,7 +811,7 @@ def scorecard(
             for (_, prompt, seed), image in zip(group_keys, group_images):
                 images[role][(prompt, seed)] = image
 
-    say("judging UA / IRA / CRA")
+    stage("judging UA / IRA / CRA")
     labels = []
     for name, prompt, _ in keys:
         lab = toy_labels(prompt) if toy else {}
@@ -746,7 +853,7 @@ def scorecard(
         rate_table["max_retain_shift"] = max(abs(rates["erased"][n] - rates["base"][n]) for n in retain_names)
 
     # ---- utility samples for CLIP and FID
-    util_prompts, util_labels, util = _utility_samples(models, keys, main_images, value, captions, sampler, say)
+    util_prompts, util_labels, util = _utility_samples(models, keys, main_images, value, captions, sampler, stage)
     utility_source = (
         "the retain prompts" if toy and utility_prompts is None else _describe_utility(utility_prompts, util_prompts)
     )
@@ -755,7 +862,7 @@ def scorecard(
     if backbone is not None and util_prompts:
         from .clip_score import backbone_note, clip_scores
 
-        say(f"CLIP score on {len(util_prompts)} utility samples per model")
+        stage("CLIP score", images=len(util_prompts))
         clip_section = {
             role: {k: r.to_dict() for k, r in clip_scores(util[role], util_prompts, backbone=backbone).items()}
             for role in models
@@ -772,7 +879,7 @@ def scorecard(
     if extractor is not None and util_prompts:
         from .fid import frechet_distance, kernel_distance
 
-        say(f"{extractor.frechet_metric} between sample sets")
+        stage("distances", metric=extractor.frechet_metric)
         reference, reference_note = None, "none"
         if reference_images is not None:
             size = util["base"].shape[-1]
@@ -790,7 +897,7 @@ def scorecard(
         distance_section = {"reference": reference_note}
         for key, (real, fake) in pairs.items():
             distance_section[key] = frechet_distance(real, fake, features=extractor).to_dict()
-            if kid:
+            if cfg.kid:
                 distance_section["kid_" + key] = kernel_distance(real, fake, features=extractor).to_dict()
 
     card = Scorecard(
@@ -807,12 +914,13 @@ def scorecard(
         seconds=round(time.perf_counter() - start, 2),
         samples=_grid_samples(images, sets, paraphrase_sets, value, seeds),
     )
-    if output_dir is not None:
-        card.save(output_dir)
+    if cfg.output_dir is not None:
+        card.save(cfg.output_dir)
+    stage.finish(seconds=card.seconds)
     return card
 
 
-def _utility_samples(models, keys, main_images, value, captions, sampler, say):
+def _utility_samples(models, keys, main_images, value, captions, sampler, stage):
     """Prompts, toy labels and per-model images for CLIP and FID: the retain samples, or fresh caption samples."""
     from pipelines.sd import generate
 
@@ -827,7 +935,7 @@ def _utility_samples(models, keys, main_images, value, captions, sampler, say):
     seeds = [s for _, s in captions]
     util = {}
     for role, pipe in models.items():
-        say(f"sampling the {role} model on {len(prompts)} utility prompts")
+        stage(f"sampling {role} on utility prompts", images=len(prompts))
         util[role] = generate(
             pipe,
             prompts,
@@ -856,94 +964,3 @@ def _grid_samples(images, sets, paraphrase_sets, value, seeds) -> dict[str, Any]
     before = torch.stack([images["base"][(p, s)] for p in chosen for s in grid_seeds])
     after = torch.stack([images["erased"][(p, s)] for p in chosen for s in grid_seeds])
     return {"prompts": chosen, "seeds": grid_seeds, "before": before, "after": after}
-
-
-# ---------------------------------------------------------------- the command line
-
-
-def cmd_eval(argv: Sequence[str]) -> int:
-    """``erasure-studio eval MODEL_OR_ARTIFACT``: write a scorecard (JSON, Markdown, sample grid, bar chart)."""
-    from ui.cli import PROG, _default_device, _Parser, _slug
-
-    parser = _Parser(
-        prog=f"{PROG} eval",
-        description="Compare an erased model with its base: forget/retain rates, UA/IRA/CRA, CLIP, FID, pre-ASR/ASR.",
-    )
-    parser.add_argument("model", help="An artifact folder (erasure.json), or an erased model's folder/file/hub id.")
-    parser.add_argument("--base", default=None, help="Base model (default: the one the artifact names).")
-    parser.add_argument("--concept", default=None, help="The erased concept (default: the artifact's).")
-    parser.add_argument("--judge", default="toy", help="Judge name: toy, nudenet, imagenet, clip, classifier:PATH.")
-    parser.add_argument("--prompts", default=None, help="The concept's prompts: a text file or a CSV 'prompt' column.")
-    parser.add_argument("--paraphrases", default=None, help="Paraphrased prompts: a text file or a CSV.")
-    parser.add_argument("--retain", default=None, help="Retain prompts: a CSV with columns 'concept' and 'prompt'.")
-    parser.add_argument(
-        "--captions",
-        default=None,
-        help="Utility captions for CLIP/FID on real models: a CSV with 'prompt' (and 'evaluation_seed'), e.g. "
-        "coco_10k.csv (default: the bundled captions file).",
-    )
-    parser.add_argument("--num_captions", type=int, default=100, help="How many captions to take from --captions.")
-    parser.add_argument("--reference", default=None, help="Folder of real images for FID (toy: fresh renders).")
-    parser.add_argument(
-        "--clip", default="toy", help="CLIP backbone: toy, a folder, a cached hub id, open_clip:ARCH:WEIGHTS, or none."
-    )
-    parser.add_argument(
-        "--fid_features",
-        default="toy",
-        help="FID features: toy, effnet-lite0 (FD-EffNetLite0), inception (needs local weights), or none.",
-    )
-    parser.add_argument("--inception_weights", default=None, help="InceptionV3 FID weights file.")
-    parser.add_argument("--kid", action="store_true", help="Also compute kernel distances (KID).")
-    parser.add_argument("--attack_report", default=None, help="JSON written by the attack (keys pre_asr, asr).")
-    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="Seeds per prompt (0..N-1).")
-    parser.add_argument("--num_inference_steps", type=int, default=None)
-    parser.add_argument("--guidance_scale", type=float, default=None)
-    parser.add_argument("--output_dir", default=None, help="Where to write the scorecard (default: runs/eval-NAME).")
-    parser.add_argument("--device", default=None)
-    args = parser.parse_args(list(argv))
-
-    from pipelines.artifacts import MANIFEST, read_manifest
-
-    model_path = Path(args.model)
-    is_artifact = model_path.is_dir() and (model_path / MANIFEST).exists()
-    concept = args.concept
-    if concept is None:
-        if not is_artifact:
-            raise ConfigError(f"{args.model} is not an artifact folder: pass --concept (and --base)")
-        concept = read_manifest(model_path)["concept"]
-    if not is_artifact and args.base is None:
-        raise ConfigError("pass --base: the model to compare the erased model with")
-    device = args.device or _default_device()
-    output_dir = Path(args.output_dir or f"runs/eval-{_slug(model_path.name or args.model)}")
-
-    def none_or(value: str | None) -> str | None:
-        return None if value is None or value.lower() == "none" else value
-
-    card = scorecard(
-        str(args.model),
-        args.base,
-        concept,
-        args.judge,
-        prompts=_read_prompt_file(args.prompts) if args.prompts else None,
-        paraphrases=_read_prompt_file(args.paraphrases) if args.paraphrases else None,
-        retain=_read_retain_file(args.retain) if args.retain else None,
-        clip=none_or(args.clip),
-        fid_features=none_or(args.fid_features),
-        reference_images=args.reference,
-        utility_prompts=args.captions,
-        utility_limit=args.num_captions,
-        attack_report=args.attack_report,
-        seeds=args.seeds,
-        num_inference_steps=args.num_inference_steps,
-        guidance_scale=args.guidance_scale,
-        kid=args.kid,
-        inception_weights=args.inception_weights,
-        device=device,
-        output_dir=output_dir,
-        progress=lambda message: print(f"  {message} ...", flush=True),
-    )
-    markdown = card.to_markdown()
-    print()
-    print(markdown.split("### Definitions")[0].rstrip())  # title, setup line and the leaderboard table
-    print(f"\nwrote {output_dir}/scorecard.md, scorecard.json, samples.png, rates.png ({card.seconds:.0f} s)")
-    return 0

@@ -53,14 +53,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from pipelines.errors import ConfigError
+from pipelines.data import encode_images
+from pipelines.errors import ConfigError, check_options
 from pipelines.sd import encode_embeddings, execution_device, tokenize
 
 from .judges import Judge, load_judge
@@ -92,19 +94,49 @@ class AttackConfig:
         seed (`int`, defaults to 0): seeds the token draws and the noise of the attack.
     """
 
-    method: Literal["unlearndiffatk", "none"] = "unlearndiffatk"
-    prefix_tokens: int = 3
-    iterations_per_timestep: int = 40
-    num_timesteps: int = 50
-    learning_rate: float = 0.01
-    weight_decay: float = 0.1
-    schedule: Literal["faithful", "fast"] = "fast"
-    timestep_batch: int = 5
-    check_every: int = 10
-    prompt_batch: int = 1
-    num_inference_steps: int | None = None
-    rand_init: bool = False
-    seed: int = 0
+    method: Literal["unlearndiffatk", "none"] = field(
+        default="unlearndiffatk",
+        metadata={
+            "help": "The attack: 'unlearndiffatk', or 'none' for the no-attack baseline (pre-ASR).",
+            "aliases": ["--attack"],
+        },
+    )
+    prefix_tokens: int = field(
+        default=3, metadata={"help": "k, adversarial tokens before the prompt (official: 5 for nudity, 3 otherwise)."}
+    )
+    iterations_per_timestep: int = field(
+        default=40, metadata={"help": "Optimiser steps on P at each sampled timestep t (official: 40)."}
+    )
+    num_timesteps: int = field(
+        default=50, metadata={"help": "n, timesteps t in [T/2n, 3T/2n, ...] visited in order (official: 50)."}
+    )
+    learning_rate: float = field(
+        default=0.01, metadata={"help": "Adam learning rate on the relaxed one-hot matrix P (official: 0.01)."}
+    )
+    weight_decay: float = field(default=0.1, metadata={"help": "Adam weight decay on P (official: 0.1)."})
+    schedule: Literal["faithful", "fast"] = field(
+        default="fast",
+        metadata={"help": "'faithful' (the official schedule) or 'fast' (batched timesteps, fewer checks)."},
+    )
+    timestep_batch: int = field(default=5, metadata={"help": "Timesteps t per UNet call in the fast schedule."})
+    check_every: int = field(
+        default=10,
+        metadata={"help": "Fast schedule: iterations between looks at the arg-max prompt (judged if new and better)."},
+    )
+    prompt_batch: int = field(
+        default=1,
+        metadata={
+            "help": "Prompts attacked together (one UNet call and one sampling call for all); changes seconds, not "
+            "results."
+        },
+    )
+    num_inference_steps: int | None = field(
+        default=None, metadata={"help": "Sampler steps of the check and target images (default: the pipeline's)."}
+    )
+    rand_init: bool = field(
+        default=False, metadata={"help": "Start P from U(0,1), projected onto the simplex, instead of uniform 1/|V|."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the token draws and the noise ε of the attack."})
 
     def __post_init__(self) -> None:
         if self.method not in ("unlearndiffatk", "none"):
@@ -664,10 +696,9 @@ def target_latents(base, rows: list[PromptRow], *, num_inference_steps: int | No
 
 @torch.no_grad()
 def encode_image(pipe, image: torch.Tensor) -> torch.Tensor:
-    """VAE latent mean × scaling factor of images in [0, 1] (the official x0)."""
-    vae = pipe.vae
-    x = image.to(vae.device, vae.dtype) * 2 - 1
-    return vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+    """VAE latent mean × scaling factor of images in [0, 1] (the official x0), on the VAE's device and in its dtype."""
+    # Cast before the [-1, 1] shift as the official code does, so half-precision latents stay bit-identical.
+    return encode_images(pipe.vae, image.to(pipe.vae.device, pipe.vae.dtype), output_device=None, output_dtype=None)
 
 
 # ---------------------------------------------------------------- the public entry point
@@ -678,13 +709,14 @@ def attack(
     prompts: PromptSet | str | os.PathLike | list[str],
     judge: Judge | str,
     *,
-    method: str = "unlearndiffatk",
+    method: str | None = None,
     base=None,
     concept: str | None = None,
     targets: list[torch.Tensor] | None = None,
     output_dir: str | os.PathLike | None = None,
-    progress=None,
-    **config: Any,
+    config: AttackConfig | None = None,
+    callback: Callable[[int, int, dict[str, Any]], None] | None = None,
+    **options: Any,
 ) -> AttackReport:
     """Attack an (erased) model on a prompt set and report pre-ASR and ASR.
 
@@ -692,16 +724,21 @@ def attack(
         model: the victim ``StableDiffusionPipeline`` (e.g. from ``apply_artifact``).
         prompts: a ``PromptSet``, a CSV path, a bundled name (``"toy:star"``), or plain prompts.
         judge: a judge or its name (``"toy"``, ``"nudenet"``, ...).
-        method (`str`): ``"unlearndiffatk"`` or ``"none"``.
+        method (`str`, *optional*): ``"unlearndiffatk"`` or ``"none"`` (default: the config's, ``"unlearndiffatk"``).
         base: the pipeline that renders the target images (the official protocol uses the base SD v1.4); defaults to
             ``model`` itself when no ``targets`` are given.
         concept (`str`, *optional*): the concept the judge checks; defaults to each row's concept column.
         targets (`list[torch.Tensor]`, *optional*): target images in [0, 1], one per prompt, instead of generating.
         output_dir: where to write records, images and the report; re-running with the same folder resumes.
-        progress: optional ``callback(done, total, logs)``.
-        **config: fields of :class:`AttackConfig`.
+        config (`AttackConfig`, *optional*): the attack's settings; ``method`` and ``**options`` override its fields.
+        callback (*optional*): ``callback(step, total, logs)`` after each batch of prompts: ``step`` prompts of this
+            process's ``total`` are done; ``logs`` holds ``asr_so_far``.
+        **options: fields of :class:`AttackConfig` (an unknown name is a ``ConfigError`` naming the closest field).
     """
-    cfg = AttackConfig(method=method, **config)
+    check_options("the attack", options, {f.name for f in fields(AttackConfig)})
+    if method is not None:
+        options["method"] = method
+    cfg = replace(config, **options) if config is not None else AttackConfig(**options)
     judge = load_judge(judge)
     prompt_set = prompts if isinstance(prompts, PromptSet) else _as_prompt_set(prompts, concept)
     rows = list(prompt_set.rows)
@@ -738,9 +775,9 @@ def attack(
             if out:
                 _save_prompt_outputs(out, record, extras, rank)
             records[record.index] = record
-        if progress is not None:
+        if callback is not None:
             done_count = first + len(chunk)
-            progress(done_count, len(todo), {"asr_so_far": sum(r.success for r in records.values()) / len(records)})
+            callback(done_count, len(todo), {"asr_so_far": sum(r.success for r in records.values()) / len(records)})
 
     if state is not None and world > 1:
         state.wait_for_everyone()

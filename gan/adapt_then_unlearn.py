@@ -80,6 +80,7 @@ from pipelines.artifacts import base_identity
 from pipelines.errors import ConfigError
 from pipelines.gan import GANBundle, to_unit_range
 from pipelines.stylegan2 import Discriminator, Generator
+from pipelines.training import ema_update
 
 from .metrics import percentage_of_unlearning
 
@@ -333,12 +334,6 @@ def draw_styles(generator: Generator, batch: int, mixing: float) -> tuple[list[t
         inject_index = int(torch.randint(1, generator.n_latent, ()))
         return list(torch.randn(2, batch, generator.style_dim, device=device).unbind(0)), inject_index
     return [torch.randn(batch, generator.style_dim, device=device)], None
-
-
-@torch.no_grad()
-def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for p_ema, p in zip(ema.parameters(), model.parameters()):
-        p_ema.lerp_(p, 1 - decay)
 
 
 def _as_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -610,7 +605,7 @@ class AdaptThenUnlearn(EraseMethod):
                 g_optim.step()
 
             if cfg.ema_decay > 0:
-                _ema_update(ema, generator, cfg.ema_decay)
+                ema_update(ema, generator, cfg.ema_decay)
             else:
                 ema.load_state_dict(generator.state_dict())
             logs = {

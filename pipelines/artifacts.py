@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,11 +139,28 @@ def save_artifact(
     overwrite: bool = False,
     sample_prompts: list[str] | None = None,
     evaluation: dict[str, Any] | None = None,
+    num_validation_images: int | None = None,
+    validation_inference_steps: int | None = None,
+    callback: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> Path:
     """Write ``result`` as an artifact folder at ``path``. The folder appears complete or not at all.
 
     Files are written into a hidden sibling folder first and moved into place at the end, so an interrupted save
     leaves no half-written artifact behind.
+
+    Args:
+        result (`EraseResult`): what the erasure returned.
+        path: the artifact folder.
+        base_model (*optional*): the model the run started from; given, a before/after sample grid is written.
+        overwrite (`bool`, defaults to `False`): replace an artifact already at ``path``.
+        sample_prompts (`list[str]`, *optional*): prompts of the grid (default: the concept twice, then concepts that
+            should survive; the diffusers scripts' ``validation_prompts``).
+        evaluation (`dict`, *optional*): before/after judge rates to record in the manifest and model card.
+        num_validation_images (`int`, *optional*): images per prompt in the grid, 0 to skip it (default sized to the
+            model, see ``pipelines.sd.sample_grid_defaults``: 3 on a small model such as the toy one).
+        validation_inference_steps (`int`, *optional*): sampler steps of the grid (default sized to the model).
+        callback (*optional*): ``callback(step, total, logs)`` as the grid's images are sampled (``step`` images of
+            ``total``).
     """
     path = check_output_dir(path, overwrite=overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,8 +175,16 @@ def save_artifact(
         if result.loss_history:
             _write_loss_plot(result, staging / "loss.png")
         if base_model is not None and result.sampler == "multistep":
-            _write_sample_grid(result, base_model, staging / "samples.png", sample_prompts)
-        if base_model is not None and result.sampler == "stylegan2":
+            _write_sample_grid(
+                result,
+                base_model,
+                staging / "samples.png",
+                sample_prompts,
+                num_images=num_validation_images,
+                num_inference_steps=validation_inference_steps,
+                callback=callback,
+            )
+        if base_model is not None and result.sampler == "stylegan2" and num_validation_images != 0:
             from .gan import write_before_after
 
             write_before_after(result, base_model, staging / "samples.png")
@@ -243,19 +269,46 @@ def default_sample_prompts(concept: str, base_name: str | None) -> list[str]:
     return [concept, f"a photo of {concept}", "a photo of a dog", "a landscape painting", "a red sports car"]
 
 
-def _write_sample_grid(result: EraseResult, base_model: Any, path: Path, prompts: list[str] | None) -> None:
+def _write_sample_grid(
+    result: EraseResult,
+    base_model: Any,
+    path: Path,
+    prompts: list[str] | None,
+    *,
+    num_images: int | None = None,
+    num_inference_steps: int | None = None,
+    callback: Callable[[int, int, dict[str, Any]], None] | None = None,
+) -> None:
+    """Before/after grid: ``num_images`` seeds (0, 1, ...) per prompt from the base and the erased model."""
     from .images import before_after_grid
-    from .sd import generate
+    from .sd import generate, sample_grid_defaults
 
+    default_images, default_steps = sample_grid_defaults(base_model)
+    num_images = default_images if num_images is None else num_images
+    num_inference_steps = num_inference_steps or default_steps
+    if num_images <= 0:
+        return
     prompts = prompts or default_sample_prompts(result.config.concept, result.base.get("name_or_path"))
-    seeds = [0, 1, 2]
+    seeds = list(range(num_images))
     erased = apply_result(base_model, result)
-    flat_prompts = [p for p in prompts for _ in seeds]
-    flat_seeds = [s for _ in prompts for s in seeds]
-    before = generate(base_model, flat_prompts, seeds=flat_seeds)
-    after = generate(erased, flat_prompts, seeds=flat_seeds)
+    # A small model (whose default keeps the pipeline's steps) samples each side in one batched call, as fast as ever;
+    # a full-size one one prompt per call, so that progress moves where an image takes minutes.
+    per_call = len(prompts) if default_steps is None else 1
+    total, done = 2 * len(prompts) * num_images, 0
+    images: dict[str, list[torch.Tensor]] = {"base": [], "erased": []}
+    for role, model in (("base", base_model), ("erased", erased)):
+        for start in range(0, len(prompts), per_call):
+            group = prompts[start : start + per_call]
+            chunk = [p for p in group for _ in seeds]
+            images[role].append(
+                generate(model, chunk, seeds=seeds * len(group), num_inference_steps=num_inference_steps)
+            )
+            done += len(chunk)
+            if callback is not None:
+                callback(done, total, {"model": role})
     title = f"{result.method}: '{result.config.concept}' erased (left: base, right: erased; same seeds)"
-    before_after_grid(before, after, prompts, seeds, title=title).save(path)
+    grid = before_after_grid(torch.cat(images["base"]), torch.cat(images["erased"]), prompts, seeds, title=title)
+    grid.save(path)
 
 
 def apply_result(base_model: Any, result: EraseResult):

@@ -6,6 +6,8 @@ else that escapes is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
+
 
 class StudioError(Exception):
     """Base class of the studio's user-facing errors."""
@@ -41,3 +43,21 @@ def require(module: str, extra: str, purpose: str):
         raise MissingDependencyError(
             f"{purpose} needs the '{module}' package; install it with: pip install 'erasure-studio[{extra}]'"
         ) from err
+
+
+def check_options(owner: str, options: Iterable[str], valid: Collection[str]) -> None:
+    """Raise :class:`ConfigError` for the first of ``options`` that is not in ``valid``, naming the closest valid
+    name (``difflib``) or listing them all.
+
+    Args:
+        owner (`str`): what the options are for, as the message names it (e.g. ``"the scorecard"``).
+        options: the option names given.
+        valid: the option names accepted.
+    """
+    import difflib
+
+    for key in options:
+        if key not in valid:
+            close = difflib.get_close_matches(key, list(valid), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid options: {', '.join(sorted(valid))}"
+            raise ConfigError(f"{owner} has no option {key!r}; {hint}")

@@ -23,6 +23,19 @@ def from_pil(images: Sequence[Image.Image]) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Floats in [0, 1] -> uint8 in [0, 255] on the CPU, quantised as a saved PNG stores them.
+
+    Args:
+        images (`torch.Tensor`): any shape, e.g. ``(N, 3, H, W)``; values outside [0, 1] are clamped. The layout is
+            kept: for ``(N, H, W, 3)`` arrays (PIL, OpenCV) call ``to_uint8(images).permute(0, 2, 3, 1).numpy()``.
+
+    Returns:
+        `torch.Tensor` of dtype `torch.uint8`: ``round(255 · clamp(x, 0, 1))``, computed in fp32.
+    """
+    return (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+
+
 def _font(size: int = 12):
     try:
         return ImageFont.load_default(size=size)
@@ -30,7 +43,16 @@ def _font(size: int = 12):
         return ImageFont.load_default()
 
 
-def _upscale(image: Image.Image, min_size: int) -> Image.Image:
+def upscale(image: Image.Image, min_size: int) -> Image.Image:
+    """Enlarge a small image by a whole factor (nearest neighbour, so pixels stay sharp) to at least ``min_size`` wide.
+
+    Args:
+        image (`PIL.Image.Image`): e.g. a 32 px toy-world sample.
+        min_size (`int`): the smallest width wanted; an image at least this wide is returned as it is.
+
+    Returns:
+        `PIL.Image.Image`: ``image`` scaled by ``ceil(min_size / width)``.
+    """
     if image.width >= min_size:
         return image
     factor = int(np.ceil(min_size / image.width))
@@ -47,7 +69,7 @@ def image_grid(
     gap: int = 4,
 ) -> Image.Image:
     """A labelled grid. Small tiles (the toy world's 32 px) are upscaled with nearest-neighbour to ``min_tile``."""
-    tiles = [[_upscale(im, min_tile) for im in row] for row in rows]
+    tiles = [[upscale(im, min_tile) for im in row] for row in rows]
     tw, th = tiles[0][0].size
     ncols = max(len(r) for r in tiles)
     font = _font(12)

@@ -8,6 +8,8 @@ Everything here works on stock diffusers and transformers objects; nothing is pa
   spliced in after the start token (the path AdvUnlearn and UnlearnDiffAtk share).
 - :func:`sample_until`: an explicit DDIM loop that stops after a given number of steps (ESD's target).
 - :func:`eps_to_x0` / :func:`x0_to_eps`: the standard conversions.
+- :func:`select_unet_parameters`, :func:`draw_training_timestep`, :func:`diffusion_loss`: what several methods'
+  training loops share (which UNet tensors train, where ESD-style targets query the UNet, the denoising loss).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import random
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from .errors import ModelNotFoundError
 
@@ -37,6 +41,38 @@ def toy_path(part: str = "sd") -> Path:
             f"the toy world's {part!r} weights are missing from {TOY_DIR}; rebuild them with: erasure-studio toy build"
         )
     return path
+
+
+def is_toy_model(model: Any) -> bool:
+    """True for a bundled toy-world model: ``load_sd("toy")``, ``gan.load("toy")`` and what is built from them.
+
+    Both loaders record ``studio_source["name_or_path"] == "toy"`` (a pipeline's attribute, a GAN bundle's property);
+    a pipeline assembled from the toy model by ``replace_components`` keeps it.
+    """
+    source = getattr(model, "studio_source", None) or {}
+    return source.get("name_or_path") == "toy"
+
+
+SMALL_MODEL_PIXELS = 128
+"""Image side at or below which a model counts as small (toy world: 32 px) for the before/after grid's defaults."""
+
+
+def sample_grid_defaults(pipe: Any) -> tuple[int, int | None]:
+    """``(images per prompt, sampler steps)`` of the before/after grid an erasure ends with, sized to the model.
+
+    A small model (the toy world's 32 px, the tests' tiny ones) keeps 3 images per prompt at its pipeline's own
+    steps. A full-size model samples 1 image per prompt at 25 steps (the diffusers training scripts' validation
+    setting) on an accelerator, and none on a CPU, where even that grid (10 images at 512 px) takes longer than most
+    erasures; pass ``num_validation_images`` to ask for it anyway.
+    """
+    unet = getattr(pipe, "unet", None)
+    if unet is None or is_toy_model(pipe):
+        return 3, None
+    size = unet.config.sample_size
+    pixels = (size if isinstance(size, int) else max(size)) * getattr(pipe, "vae_scale_factor", 8)
+    if pixels <= SMALL_MODEL_PIXELS:
+        return 3, None
+    return (0 if execution_device(pipe).type == "cpu" else 1), 25
 
 
 def load_sd(
@@ -86,7 +122,7 @@ def load_sd(
             raise ModelNotFoundError(f"{path} is not a .safetensors or .ckpt checkpoint nor a diffusers folder")
         source = {"name_or_path": str(path.resolve()), "revision": None}
         pipe = StableDiffusionPipeline.from_single_file(str(path), local_files_only=True, **kwargs)
-    elif _looks_like_hub_id(name):
+    elif looks_like_hub_id(name):
         source = {"name_or_path": name, "revision": revision}
         folder = _cached_snapshot(name, revision)
         pipe = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True, **kwargs)
@@ -102,7 +138,12 @@ def load_sd(
     return pipe
 
 
-def _looks_like_hub_id(name: str) -> bool:
+def looks_like_hub_id(name: str) -> bool:
+    """Whether ``name`` has the form of a hub id, ``"owner/name"`` (not whether such a repo exists).
+
+    Args:
+        name (`str`): a model name or path; relative and absolute paths (``./x/y``, ``/x/y``, ``~/x``) never count.
+    """
     parts = name.split("/")
     return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
 
@@ -298,6 +339,105 @@ def frozen_copy(module: torch.nn.Module, dtype: torch.dtype | None = None) -> to
 def trainable_copy(module: torch.nn.Module) -> torch.nn.Module:
     """A deep fp32 copy with every gradient off; the method then turns on the parameters it trains."""
     return copy.deepcopy(module).float().train().requires_grad_(False)
+
+
+# ---------------------------------------------------------------- training: which tensors, which timestep, the loss
+
+UNET_PARTS = ("all", "cross_attention", "not_cross_attention", "cross_attention_kv")
+
+
+def select_unet_parameters(
+    unet: torch.nn.Module, part: str = "all", *, layers_only: bool = False
+) -> dict[str, torch.nn.Parameter]:
+    """UNet parameters by name, in ``named_parameters`` order: the tensors a method trains (or ranks).
+
+    Methods name these sets in their own words (ESD's ``esd-x``, SalUn's ``xattn``) and map them onto a part here.
+
+    Args:
+        unet (`torch.nn.Module`): e.g. a ``UNet2DConditionModel``.
+        part (`str`, defaults to `"all"`): which part of the UNet, by parameter name:
+
+            - ``"all"``: every parameter;
+            - ``"cross_attention"``: names that contain ``attn2`` (diffusers' cross-attention);
+            - ``"not_cross_attention"``: names that do not;
+            - ``"cross_attention_kv"``: the ``attn2.to_k`` and ``attn2.to_v`` projections only.
+        layers_only (`bool`, defaults to `False`): keep only the weights and biases of ``Linear`` and ``Conv2d``
+            layers (ESD's official rule: norms never train); by default every parameter of the part counts (SalUn's).
+
+    Returns:
+        `dict[str, torch.nn.Parameter]`: the selected parameters themselves (not copies).
+    """
+    if part not in UNET_PARTS:
+        raise ValueError(f"unknown UNet part {part!r}; choose one of {', '.join(UNET_PARTS)}")
+    if layers_only:
+        named = (
+            (f"{module_name}.{name}", module_name, param)
+            for module_name, module in unet.named_modules()
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d))
+            for name, param in module.named_parameters(recurse=False)
+        )
+    else:
+        named = ((name, name.rpartition(".")[0], param) for name, param in unet.named_parameters())
+    return {name: param for name, module_name, param in named if _in_unet_part(name, module_name, part)}
+
+
+def _in_unet_part(name: str, module_name: str, part: str) -> bool:
+    cross = "attn2" in name
+    if part == "cross_attention":
+        return cross
+    if part == "not_cross_attention":
+        return not cross
+    if part == "cross_attention_kv":
+        return cross and module_name.endswith(("to_k", "to_v"))
+    return True
+
+
+def draw_training_timestep(
+    timesteps: torch.Tensor, stop_step: int, num_train_timesteps: int, mode: str, rng: random.Random
+) -> int:
+    """The DDPM timestep at which the UNet is queried after sampling stopped at sampler step ``stop_step``.
+
+    Args:
+        timesteps (`torch.Tensor`): the sampler's timesteps, descending (``scheduler.timesteps`` after
+            ``set_timesteps``).
+        stop_step (`int`): how many sampler steps ran (:func:`sample_until`'s ``stop_step``).
+        num_train_timesteps (`int`): T, the training schedule's length (1000 for SD).
+        mode (`str`): ``"scheduler"``, the stopping step's own timestep t (the diffusers ESD script); ``"interval"``,
+            uniform over the DDPM timesteps that step covers, ``[t − T/n + 1, t]`` for n sampler steps.
+        rng (`random.Random`): the draw's source of randomness.
+    """
+    t = int(timesteps[stop_step])
+    if mode == "scheduler":
+        return t
+    stride = num_train_timesteps // len(timesteps)
+    return rng.randint(max(0, t - stride + 1), t)
+
+
+def diffusion_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """What the UNet learns to predict: ε for SD v1.x, v for v-prediction models."""
+    if scheduler.config.get("prediction_type", "epsilon") == "v_prediction":
+        return scheduler.get_velocity(latents, noise, timesteps)
+    return noise
+
+
+def diffusion_loss(
+    unet, scheduler, latents: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """The standard denoising loss MSE(ε_θ(x_t, c, t), ε) with its own t ~ U{0..T−1} and ε.
+
+    Args:
+        unet: the UNet being trained.
+        scheduler: supplies ᾱ_t (``add_noise``), T and the prediction type (:func:`diffusion_target`).
+        latents (`torch.Tensor` of shape `(B, C, h, w)`): scaled VAE latents x_0, on the UNet's device.
+        cond (`torch.Tensor` of shape `(B, L, D)`): the text conditioning.
+        generator (`torch.Generator`, *optional*): a CPU generator for t and ε (drawn on the CPU, then moved).
+    """
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
+    t = t.to(latents.device)
+    noise = torch.randn(latents.shape, generator=generator).to(latents.device)
+    x_t = scheduler.add_noise(latents, noise, t)
+    pred = unet(x_t, t, encoder_hidden_states=cond).sample
+    return F.mse_loss(pred, diffusion_target(scheduler, latents, noise, t))
 
 
 @torch.no_grad()

@@ -7,9 +7,11 @@ import json
 
 import pytest
 import torch
+from doubles import RednessJudge, tiny_bundle
 
 import erasure
 import gan
+from eval.gan_metrics import generator_fd
 from gan.adapt_then_unlearn import (
     ATUConfig,
     estimate_fisher,
@@ -17,13 +19,10 @@ from gan.adapt_then_unlearn import (
     parameter_distance,
     repulsion_loss,
 )
-from doubles import tiny_bundle
-from eval.gan_metrics import generator_fd
 from gan.metrics import percentage_of_unlearning
-from pipelines.gan import GANBundle
-from doubles import RednessJudge
 from pipelines.artifacts import apply_artifact
 from pipelines.errors import ConfigError
+from pipelines.gan import GANBundle
 
 # Keeps a run to a second or two: few samples, a small Fisher estimate, no PUL at the end.
 FAST = {"num_negatives": 32, "num_positives": 64, "fisher_samples": 4, "eval_samples": 0, "batch_size": 8}

@@ -1,4 +1,5 @@
-"""The studio (ui/app.py): its handlers called directly on the tiny pipeline, bad input, and one in-process server.
+"""The studio (ui/app.py, ui/studio.py, ui/widgets.py): its handlers called directly on the tiny pipeline, bad
+input, and one in-process server.
 
 Everything runs on ``pipelines.tiny.tiny_sd(0)`` with a pixel-statistics judge, at 2 sampler steps, so the suite needs
 neither the toy weights nor a browser. The browser test is tests/test_browser.py.
@@ -20,11 +21,15 @@ import torch
 
 gr = pytest.importorskip("gradio")
 
+from doubles import tiny_bundle  # noqa: E402
+
 import erasure  # noqa: E402
 from eval.judges import Judge, Verdict  # noqa: E402
-from pipelines.toy.world import concept_kind  # noqa: E402
-from ui import app  # noqa: E402
+from pipelines.toy.world import compare_prompts, concept_kind, preview_prompts, prompt_role  # noqa: E402
+from ui import app, widgets  # noqa: E402
+from ui import studio as handlers  # noqa: E402
 from ui.cli import main  # noqa: E402
+from ui.commands import demo as demo_command  # noqa: E402
 
 STEPS = 2  # sampler steps of every preview and comparison
 
@@ -83,7 +88,7 @@ def demo(tiny_pipe, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def studio(demo) -> app.Studio:
+def studio(demo) -> handlers.Studio:
     return demo.studio
 
 
@@ -92,9 +97,11 @@ def erased(studio, tiny_pipe):
     """A session after a 2-step ESD erasure of 'star', with the updates it yielded, the progress calls and the base
     UNet's weights from before the run."""
     base_unet = {k: v.clone() for k, v in tiny_pipe.unet.state_dict().items()}
-    session = app.Session()
+    session = handlers.Session()
     progress = ProgressRecorder()
-    updates = list(app.run_erase(studio, session, "tiny-random-sd-0", "esd", "star", {"max_train_steps": 2}, progress))
+    updates = list(
+        handlers.run_erase(studio, session, "tiny-random-sd-0", "esd", "star", {"max_train_steps": 2}, progress)
+    )
     return session, updates, progress, base_unet
 
 
@@ -109,7 +116,7 @@ def test_every_method_gets_controls_from_its_config_dataclass(demo):
     rendered = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
     for name in erasure.list_methods():
         cls = erasure.get_config_class(name)
-        specs = app.setting_specs(name)
+        specs = widgets.setting_specs(name)
         assert [s.name for s in specs] == [f.name for f in dataclasses.fields(cls) if f.name != "concept"]
         by_name = {s.name: s for s in specs}
         for field_name, value in cls.presets.get("toy", {}).items():
@@ -120,10 +127,10 @@ def test_every_method_gets_controls_from_its_config_dataclass(demo):
         assert len(key) < len(specs)  # the rest sit under "Advanced"
         assert all(f"setting-{name}-{s.name}" in rendered for s in specs)
         method = erasure.get_method_class(name)
-        summary = app.method_summary(name)
+        summary = widgets.method_summary(name)
         assert method.summary in summary and method.paper in summary
 
-    esd = {s.name: s for s in app.setting_specs("esd")}
+    esd = {s.name: s for s in widgets.setting_specs("esd")}
     hints = typing.get_type_hints(erasure.get_config_class("esd"))
     assert esd["train_method"].kind == "choice"
     assert esd["train_method"].choices == typing.get_args(hints["train_method"])
@@ -133,49 +140,49 @@ def test_every_method_gets_controls_from_its_config_dataclass(demo):
 
 
 def test_control_values_convert_to_config_values_or_name_the_field():
-    specs = {s.name: s for s in app.setting_specs("esd")}
+    specs = {s.name: s for s in widgets.setting_specs("esd")}
     layout = [("esd", s) for s in specs.values()]
-    values = [app._format_setting(s) for s in specs.values()]
-    settings = app.settings_from_controls(layout, "esd", values)
+    values = [widgets.format_setting(s) for s in specs.values()]
+    settings = handlers.settings_from_controls(layout, "esd", values)
     erasure.make_config("esd", concept="star", **settings)  # the starting values make a valid config
     assert settings["erase_from"] is None
     assert settings["max_train_steps"] == erasure.get_config_class("esd").presets["toy"]["max_train_steps"]
-    assert app.convert_setting(specs["max_train_steps"], 7.0) == 7
+    assert widgets.convert_setting(specs["max_train_steps"], 7.0) == 7
     with pytest.raises(erasure.base.ConfigError, match="max_train_steps must be a whole number"):
-        app.convert_setting(specs["max_train_steps"], 2.5)
+        widgets.convert_setting(specs["max_train_steps"], 2.5)
     with pytest.raises(erasure.base.ConfigError, match="learning_rate is empty"):
-        app.convert_setting(specs["learning_rate"], None)
+        widgets.convert_setting(specs["learning_rate"], None)
     with pytest.raises(erasure.base.ConfigError, match="train_method='esd-z' is not allowed"):
-        app.convert_setting(specs["train_method"], "esd-z")
-    layers = {s.name: s for s in app.setting_specs("advunlearn")}["layers"]
-    assert layers.kind == "int_list" and app.convert_setting(layers, "0, 1 3") == [0, 1, 3]
+        widgets.convert_setting(specs["train_method"], "esd-z")
+    layers = {s.name: s for s in widgets.setting_specs("advunlearn")}["layers"]
+    assert layers.kind == "int_list" and widgets.convert_setting(layers, "0, 1 3") == [0, 1, 3]
     with pytest.raises(gr.Error, match="learning_rate is empty"):
-        app.settings_from_controls(
+        handlers.settings_from_controls(
             layout, "esd", [None if s.name == "learning_rate" else v for s, v in zip(specs.values(), values)]
         )
 
 
 def test_picking_a_gan_method_switches_the_model_box_and_warns_when_the_toy_gan_is_missing(studio):
-    summary, model, notice = app.on_method_change(studio, "adapt_then_unlearn", "tiny-random-sd-0")
+    summary, model, notice = handlers.on_method_change(studio, "adapt_then_unlearn", "tiny-random-sd-0")
     atu = erasure.get_method_class("adapt_then_unlearn")
     assert atu.summary in summary and atu.paper in summary and "GAN" in summary
     assert model == "toy"
-    if not app.toy_is_built("gan"):
+    if not handlers.toy_is_built("gan"):
         assert "toy build --stages gan" in notice
-    _, model, notice = app.on_method_change(studio, "esd", "toy")
+    _, model, notice = handlers.on_method_change(studio, "esd", "toy")
     assert model == "tiny-random-sd-0" and notice == ""
-    _, model, _ = app.on_method_change(studio, "esd", "/my/own/sd")  # a typed path is never overwritten
+    _, model, _ = handlers.on_method_change(studio, "esd", "/my/own/sd")  # a typed path is never overwritten
     assert model == "/my/own/sd"
 
 
 def test_compare_prompts_hold_the_concept_its_paraphrases_and_other_concepts():
-    prompts = app.compare_prompts("star")
-    roles = [app.prompt_role(p, "star") for p in prompts]
+    prompts = compare_prompts("star")
+    roles = [prompt_role(p, "star") for p in prompts]
     assert ("concept", "star") in roles and ("paraphrase", "star") in roles
     assert {judged for role, judged in roles if role == "other"} == {"circle", "square", "triangle"}
-    assert app.prompt_role("two plus signs", "cross") == ("paraphrase", "cross")
-    assert app.preview_prompts("star") == ["a red star", "a red pentagram", "a green circle", "a blue square"]
-    assert app.prompt_role("a photo of Van Gogh", "Van Gogh") == ("concept", "Van Gogh")
+    assert prompt_role("two plus signs", "cross") == ("paraphrase", "cross")
+    assert preview_prompts("star") == ["a red star", "a red pentagram", "a green circle", "a blue square"]
+    assert prompt_role("a photo of Van Gogh", "Van Gogh") == ("concept", "Van Gogh")
 
 
 # ---------------------------------------------------------------- the handlers on the tiny pipeline
@@ -200,14 +207,14 @@ def test_erase_two_steps_shows_progress_loss_before_and_after(erased, tiny_pipe)
 
 def test_compare_puts_base_and_erased_side_by_side_with_verdicts(studio, erased):
     session = erased[0]
-    update = app.run_compare(studio, session, "", "0 1", ProgressRecorder())
+    update = handlers.run_compare(studio, session, "", "0 1", ProgressRecorder())
     table = update.table
-    assert list(table["prompt"]) == app.compare_prompts("star")
+    assert list(table["prompt"]) == compare_prompts("star")
     assert {"concept", "paraphrase", "other"} == set(table["role"])
     assert all(cell.endswith("/2") for cell in table["base: shows it"])
     width, height = update.grid.size
     assert width >= 4 * 96 and height >= 6 * 96  # 6 prompts are rows; 2 base then 2 erased seeds are columns
-    custom = app.run_compare(studio, session, "a red star\n\na blue heart", "3", None)
+    custom = handlers.run_compare(studio, session, "a red star\n\na blue heart", "3", None)
     assert list(custom.table["prompt"]) == ["a red star", "a blue heart"]
     assert list(custom.table["judged for"]) == ["star", "heart"]
 
@@ -215,7 +222,7 @@ def test_compare_puts_base_and_erased_side_by_side_with_verdicts(studio, erased)
 def test_attack_with_a_tiny_schedule_reports_the_adversarial_prompt(studio, erased, monkeypatch):
     session = erased[0]
     monkeypatch.setattr(studio, "_judge", RednessJudge(threshold=2.0))  # never satisfied: the attack runs fully
-    update = app.run_attack(studio, session, "a red star", 0, 2.0, 2, 2, 2, "fast", ProgressRecorder())
+    update = handlers.run_attack(studio, session, "a red star", 0, 2.0, 2, 2, 2, "fast", ProgressRecorder())
     record = session.attack_report.records[0]
     assert "Attack failed" in update.status and "| attacked |" in update.status
     assert update.adversarial_prompt == record.adversarial_prompt
@@ -230,11 +237,11 @@ def test_score_shows_the_scorecard_or_says_it_is_missing(studio, erased, monkeyp
     session = erased[0]
     monkeypatch.setitem(sys.modules, "eval.scorecard", None)  # as if eval/scorecard.py were not there
     with pytest.warns(UserWarning, match="scorecard is not available"):
-        missing = app.run_score(studio, session, 1, False, False)
+        missing = handlers.run_score(studio, session, 1, False, False)
     assert "scorecard is not available" in missing.markdown and missing.json is None
     monkeypatch.undo()
     pytest.importorskip("eval.scorecard")
-    update = app.run_score(studio, session, 1, False, False, ProgressRecorder())
+    update = handlers.run_score(studio, session, 1, False, False, ProgressRecorder())
     assert "Scorecard" in update.markdown and "ASR" in update.markdown and "![" not in update.markdown
     assert update.json["concept"] == "star" and {r["model"] for r in update.json["leaderboard"]} == {"base", "erased"}
     assert update.chart.width > 100
@@ -242,19 +249,19 @@ def test_score_shows_the_scorecard_or_says_it_is_missing(studio, erased, monkeyp
 
 def test_artifact_zip_and_load_round_trip(studio, erased, tmp_path):
     session = erased[0]
-    archive, status = app.zip_artifact(studio, session)
+    archive, status = handlers.zip_artifact(studio, session)
     assert archive.endswith(".zip") and "zip" in status
     with zipfile.ZipFile(archive) as zf:
         names = zf.namelist()
     assert f"{session.artifact_dir.name}/erasure.json" in names
     assert f"{session.artifact_dir.name}/unet_partial.safetensors" in names
 
-    fresh = app.Session()
-    update = app.load_artifact(studio, fresh, str(session.artifact_dir))
+    fresh = handlers.Session()
+    update = handlers.load_artifact(studio, fresh, str(session.artifact_dir))
     assert "Loaded" in update.status and "esd" in update.status and "sha256" in update.status
     assert update.loss is not None  # loss.png
     assert fresh.method == "esd" and fresh.concept == "star" and fresh.base is session.base
-    prompts, attack_prompt = app.session_prompts(fresh)
+    prompts, attack_prompt = handlers.session_prompts(fresh)
     assert attack_prompt == "a red star" and "a red pentagram" in prompts
     # The loaded artifact draws exactly what the in-memory erased model drew.
     from pipelines.sd import generate
@@ -269,10 +276,10 @@ def test_artifact_zip_and_load_round_trip(studio, erased, tmp_path):
 
 
 def test_bad_erase_input_gets_a_message(studio):
-    session = app.Session()
+    session = handlers.Session()
 
     def erase(model="tiny-random-sd-0", method="esd", concept="star", settings=None):
-        return list(app.run_erase(studio, session, model, method, concept, settings or {"max_train_steps": 1}))
+        return list(handlers.run_erase(studio, session, model, method, concept, settings or {"max_train_steps": 1}))
 
     cases = [
         (dict(concept="   "), "concept is empty"),
@@ -287,7 +294,7 @@ def test_bad_erase_input_gets_a_message(studio):
         with pytest.raises(gr.Error, match=message) as excinfo:
             erase(**kwargs)
         assert "Traceback" not in _message(excinfo)
-    if not app.toy_is_built("gan"):
+    if not handlers.toy_is_built("gan"):
         with pytest.raises(gr.Error, match="toy GAN's weights are missing.*toy build --stages gan"):
             erase(model="toy", method="adapt_then_unlearn", concept="circle", settings={"max_train_steps": 2})
     assert not studio.lock.locked() and session.erased is None  # nothing half-done is left behind
@@ -298,48 +305,48 @@ def test_a_second_run_while_one_is_going_is_told_to_wait(studio, erased):
     assert studio.lock.acquire(blocking=False)  # a run is going
     try:
         with pytest.warns(UserWarning, match="Another run is going"):
-            updates = list(app.run_erase(studio, app.Session(), "", "esd", "star", {"max_train_steps": 1}))
+            updates = list(handlers.run_erase(studio, handlers.Session(), "", "esd", "star", {"max_train_steps": 1}))
         assert len(updates) == 1 and "Busy" in updates[0].status
         with pytest.warns(UserWarning, match="Another run is going"):
             updates = [
-                app.run_compare(studio, session, "", "0"),
-                app.run_attack(studio, session, "a red star"),
-                app.run_score(studio, session),
-                app.load_artifact(studio, app.Session(), str(session.artifact_dir)),
+                handlers.run_compare(studio, session, "", "0"),
+                handlers.run_attack(studio, session, "a red star"),
+                handlers.run_score(studio, session),
+                handlers.load_artifact(studio, handlers.Session(), str(session.artifact_dir)),
             ]
         assert all("Busy" in update[0] for update in updates)
-        assert app.stop_run(studio).startswith("Stopping")
+        assert handlers.stop_run(studio).startswith("Stopping")
     finally:
         studio.lock.release()
         studio.stop_requested.clear()
-    assert app.stop_run(studio) == "Nothing is running."
+    assert handlers.stop_run(studio) == "Nothing is running."
 
 
 def test_bad_input_on_the_other_tabs_gets_a_message(studio, erased, tmp_path):
     session = erased[0]
-    empty = app.Session()
+    empty = handlers.Session()
     for call in (
-        lambda: app.run_compare(studio, empty, "", "0"),
-        lambda: app.run_attack(studio, empty, "a red star"),
-        lambda: app.run_score(studio, empty),
+        lambda: handlers.run_compare(studio, empty, "", "0"),
+        lambda: handlers.run_attack(studio, empty, "a red star"),
+        lambda: handlers.run_score(studio, empty),
     ):
         with pytest.raises(gr.Error, match="no erased model yet"):
             call()
     with pytest.raises(gr.Error, match="no artifact to download"):
-        app.zip_artifact(studio, empty)
+        handlers.zip_artifact(studio, empty)
     with pytest.raises(gr.Error, match="seeds must be whole numbers"):
-        app.run_compare(studio, session, "", "zero one")
+        handlers.run_compare(studio, session, "", "zero one")
     with pytest.raises(gr.Error, match="attack prompt is empty"):
-        app.run_attack(studio, session, "  ")
+        handlers.run_attack(studio, session, "  ")
     with pytest.raises(gr.Error, match="k \\(prefix tokens\\) must be a whole number"):
-        app.run_attack(studio, session, "a red star", prefix_tokens="three")
+        handlers.run_attack(studio, session, "a red star", prefix_tokens="three")
     with pytest.raises(gr.Error, match="guidance scale must be a number, got None"):
-        app.run_attack(studio, session, "a red star", guidance=None)
+        handlers.run_attack(studio, session, "a red star", guidance=None)
 
     # Loading shows why a folder cannot be loaded in its status box, and leaves the session as it was.
     def load_error(path: str) -> str:
         with pytest.warns(UserWarning, match="Could not load the artifact"):
-            update = app.load_artifact(studio, empty, path)
+            update = handlers.load_artifact(studio, empty, path)
         assert update.samples is None and update.loss is None
         assert update.status.startswith("**Could not load the artifact:**") and "Traceback" not in update.status
         return update.status
@@ -361,11 +368,11 @@ def test_bad_input_on_the_other_tabs_gets_a_message(studio, erased, tmp_path):
 
 
 def test_gan_method_erases_and_compares_on_a_tiny_bundle(tmp_path):
-    gan = pytest.importorskip("gan")
-    bundle = gan.tiny_bundle(0)
+    pytest.importorskip("gan")
+    bundle = tiny_bundle(0)
     demo = app.build_demo(gan_model=bundle, judge=RednessJudge(), output_dir=tmp_path, seeds=(0,), save_samples=False)
     try:
-        studio, session = demo.studio, app.Session()
+        studio, session = demo.studio, handlers.Session()
         fast = {
             "max_train_steps": 2,
             "num_negatives": 8,
@@ -374,15 +381,15 @@ def test_gan_method_erases_and_compares_on_a_tiny_bundle(tmp_path):
             "eval_samples": 0,
             "batch_size": 4,
         }
-        updates = list(app.run_erase(studio, session, "tiny-0", "adapt_then_unlearn", "circle", fast))
+        updates = list(handlers.run_erase(studio, session, "tiny-0", "adapt_then_unlearn", "circle", fast))
         assert "Done" in updates[-1].status and updates[-1].after is not None
         assert (session.artifact_dir / "gan_generator.safetensors").is_file()
-        update = app.run_compare(studio, session, "", "0 1")
+        update = handlers.run_compare(studio, session, "", "0 1")
         assert list(update.table["seed"]) == [0, 1]
         with pytest.raises(gr.Error, match="a GAN has no prompt"):
-            app.run_attack(studio, session, "a circle")
-        loaded = app.Session()
-        app.load_artifact(studio, loaded, str(session.artifact_dir))
+            handlers.run_attack(studio, session, "a circle")
+        loaded = handlers.Session()
+        handlers.load_artifact(studio, loaded, str(session.artifact_dir))
         assert torch.allclose(loaded.erased.sample(2, seed=5), session.erased.sample(2, seed=5))
     finally:
         demo.close()
@@ -407,7 +414,7 @@ def test_cmd_demo_binds_localhost_unless_told_otherwise(monkeypatch, capsys):
         return built[-1][1]
 
     monkeypatch.setattr(app, "build_demo", fake_build_demo)
-    assert app.cmd_demo([]) == 0
+    assert demo_command.cmd_demo([]) == 0
     options, fake = built[-1]
     assert fake.launched["server_name"] == "127.0.0.1" and fake.launched["server_port"] is None
     assert options["model"] == "toy" and options["judge"] == "toy"

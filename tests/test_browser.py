@@ -62,7 +62,7 @@ def _free_port() -> int:
 
 def _studio_options() -> dict:
     """The toy world when its SD and judge are built, else the tiny random pipeline with a pixel judge."""
-    from ui.app import toy_is_built
+    from ui.studio import toy_is_built
 
     if toy_is_built("sd") and toy_is_built("judge"):
         # Full-quality previews for the README's picture; fewer sampler steps keep the CI run short.

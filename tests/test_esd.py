@@ -10,7 +10,8 @@ import torch
 from conftest import needs_toy_sd
 
 import erasure
-from erasure.esd import draw_training_timestep, select_unet_parameters
+from erasure.esd import esd_unet_parameters as select_unet_parameters
+from pipelines.sd import draw_training_timestep
 
 
 @pytest.mark.parametrize("preset", ["esd-x", "esd-u", "esd-x-strict", "full"])

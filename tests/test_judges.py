@@ -60,7 +60,27 @@ def test_unknown_judge_is_a_config_error_listing_the_judges():
 
 
 def test_list_judges_names_each_judge_once():
-    assert list_judges() == ["clip", "imagenet", "nudenet", "toy", "classifier:PATH"]
+    assert list_judges() == ["clip", "imagenet", "nudenet", "toy", "toy-heldout", "classifier:PATH"]
+
+
+# ---------------------------------------------------------------- the held-out toy judge
+
+
+def test_toy_heldout_judge_loads_and_reads_fresh_renders():
+    """The judge the toy GAN is measured with: another architecture than ``toy``, the same concepts, and it agrees
+    with the renders' labels (>= 99 % per object/colour head on 3000 renders at build time; here >= 95 % on 300)."""
+    from pipelines.toy.judge import ToyJudge
+    from pipelines.toy.quality import judge_accuracy
+
+    judge = load_judge("toy-heldout")
+    assert judge.name == "toy-heldout" and judge.describe()["name"] == "toy-heldout"
+    assert type(judge.net).__name__ != type(ToyJudge().net).__name__  # trained apart, not a copy of ``toy``
+    assert judge.knows("star") and judge.knows("pentagram") and judge.knows("purple") and not judge.knows("dog")
+    accuracy = judge_accuracy(judge, num_images=300, seed=31)
+    assert accuracy["object"] >= 0.95 and accuracy["colour"] >= 0.95, accuracy
+    images, scenes = make_dataset(16, seed=32, split="all")
+    verdicts = judge(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255, "star")
+    assert [v.success for v in verdicts] == [s.object == "star" for s in scenes]
 
 
 @pytest.mark.parametrize(

@@ -20,10 +20,10 @@ from erasure.salun import (
     default_prompts,
     make_optimizer,
     pack_mask,
-    select_unet_parameters,
     top_fraction_mask,
     unpack_mask,
 )
+from erasure.salun import salun_unet_parameters as select_unet_parameters
 from pipelines.errors import ConfigError, MissingDependencyError
 
 # A run that takes a second or two on the tiny pipeline: 2 + 2 generated images at 2 sampler steps, nothing cached.
@@ -308,11 +308,9 @@ def test_config_refuses_bad_values():
 def salun_star_rates(toy_pipe, toy_judge, toy_star_base_rates, tmp_path_factory):
     """Erase "star" with the toy preset; rates on 8 seeds x 6 colours per object (48 samples)."""
     from eval.rates import erasure_rates
-    from pipelines.artifacts import _assemble
-
     cache = tmp_path_factory.mktemp("salun-cache")
     result = erasure.erase("salun", toy_pipe, concept="star", preset="toy", cache_dir=str(cache))
-    erased = _assemble(toy_pipe, result.artifact_kind, result.components)
+    erased = result.apply(toy_pipe)
     return erasure_rates(
         toy_pipe, erased, "star", toy_judge, seeds=8, num_inference_steps=25, before=toy_star_base_rates
     )

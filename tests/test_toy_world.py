@@ -140,6 +140,7 @@ def test_toy_clip_zero_shot_on_fresh_renders():
 
 TINY_BUILD = {
     "judge": {"steps": 2, "num_images": 64, "batch_size": 16},
+    "judge_heldout": {"steps": 2, "num_images": 64, "batch_size": 16},
     "vae": {"steps": 2, "num_images": 64, "batch_size": 8},
     "sd": {"steps": 2, "phase_steps": 2, "num_images": 64, "batch_size": 8},
     "clip": {"steps": 2, "num_images": 64, "batch_size": 16},
@@ -156,6 +157,7 @@ def test_toy_build_runs_every_stage_and_writes_loadable_folders(tmp_path):
     import gan
     from eval.judges import ToyJudge
     from pipelines.toy.build import build, verify_checksums
+    from pipelines.toy.judge import HeldOutToyJudge
 
     report = build(tmp_path, stages=tuple(TINY_BUILD), stage_kwargs=TINY_BUILD)
     assert set(report) == set(TINY_BUILD) and all(r["seconds"] > 0 for r in report.values())
@@ -168,6 +170,8 @@ def test_toy_build_runs_every_stage_and_writes_loadable_folders(tmp_path):
     assert CLIPProcessor.from_pretrained(tmp_path / "clip").tokenizer.vocab_size == 49408
     judge = ToyJudge(tmp_path / "judge")
     assert len(judge.classify(torch.rand(2, 3, 32, 32))) == 2
+    heldout = HeldOutToyJudge(tmp_path / "judge_heldout")  # another architecture, read from its config.json
+    assert type(heldout.net) is not type(judge.net) and len(heldout.classify(torch.rand(2, 3, 32, 32))) == 2
     assert gan.load(tmp_path / "gan").generator.size == 32
     assert report["gan"]["quality"]["num_samples"] == 16
     # The GAN's progress probe judged the snapshot after its first step (the last step is judged by the final check).

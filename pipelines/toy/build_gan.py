@@ -63,7 +63,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, MissingWeightsError
 
 from .world import IMAGE_SIZE, OBJECTS, canonical, render, sample_scene
 
@@ -117,10 +117,125 @@ def _render_training_set(
 
 def _mixing_styles(batch: int, style_dim: int, mixing: float, rng: torch.Generator, n_latent: int):
     """z for one batch: two latents and a crossover layer with probability ``mixing`` (style-mixing regularisation)."""
-    if torch.rand((), generator=rng) < mixing:
+    if mixing > 0 and torch.rand((), generator=rng) < mixing:
         z = torch.randn(2, batch, style_dim, generator=rng)
         return [z[0], z[1]], int(torch.randint(1, n_latent, (), generator=rng))
     return [torch.randn(batch, style_dim, generator=rng)], None
+
+
+# ---------------------------------------------------------------- DiffAugment
+
+
+def diff_augment(x: torch.Tensor, policy: str, rng: torch.Generator) -> torch.Tensor:
+    """DiffAugment (Zhao et al., NeurIPS 2020): differentiable augmentations of images in [-1, 1], applied to reals
+    and fakes alike so that the discriminator cannot tell them apart by anything the augmentations hide.
+
+    ``policy`` is a comma-separated list of ``color`` (brightness ±0.5, saturation x[0, 2], contrast x[0.5, 1.5]),
+    ``translation`` (up to 1/8 of the side, zero-padded), ``cutout`` (a zeroed square of half the side); the
+    official code's parameters. Empty: no augmentation.
+    """
+    n = x.shape[0]
+    for op in filter(None, (o.strip() for o in policy.split(","))):
+        if op == "color":
+            x = x + (torch.rand(n, 1, 1, 1, generator=rng) - 0.5)
+            mean = x.mean(1, keepdim=True)
+            x = (x - mean) * (torch.rand(n, 1, 1, 1, generator=rng) * 2) + mean
+            mean = x.mean((1, 2, 3), keepdim=True)
+            x = (x - mean) * (torch.rand(n, 1, 1, 1, generator=rng) + 0.5) + mean
+        elif op == "translation":
+            x = _translate(x, x.shape[-1] // 8, rng)
+        elif op == "cutout":
+            size = x.shape[-1] // 2
+            cy, cx = (torch.randint(0, x.shape[-1] + 1 - size % 2, (2, n, 1, 1), generator=rng) - size // 2).unbind(0)
+            grid = torch.arange(x.shape[-1])
+            inside_y = (grid.view(1, -1, 1) >= cy) & (grid.view(1, -1, 1) < cy + size)
+            inside_x = (grid.view(1, 1, -1) >= cx) & (grid.view(1, 1, -1) < cx + size)
+            x = x * (~(inside_y & inside_x)).unsqueeze(1).to(x.dtype)
+        else:
+            raise ConfigError(f"unknown DiffAugment op {op!r}; choose from color, translation, cutout")
+    return x
+
+
+def _translate(x: torch.Tensor, shift: int, rng: torch.Generator) -> torch.Tensor:
+    """Shift each image by up to ``shift`` whole pixels in x and y, filling with zeros (differentiable)."""
+    if shift <= 0:
+        return x
+    n, _, h, w = x.shape
+    dy, dx = torch.randint(-shift, shift + 1, (2, n, 1, 1), generator=rng).unbind(0)
+    padded = F.pad(x, (shift, shift, shift, shift))
+    rows = (torch.arange(h).view(1, h, 1) + shift - dy).expand(n, h, w)
+    cols = (torch.arange(w).view(1, 1, w) + shift - dx).expand(n, h, w)
+    index = (rows * (w + 2 * shift) + cols).view(n, 1, h * w).expand(-1, x.shape[1], -1)
+    return padded.flatten(2).gather(2, index).view_as(x)
+
+
+# ---------------------------------------------------------------- the projected discriminator
+
+
+class ProjectedDiscriminator(torch.nn.Module):
+    """Discriminator heads on the frozen toy judge's features (Projected GANs, Sauer et al. 2021).
+
+    The judge's convolution stages give four feature maps (32x32, 16x16, 8x8, 4x4); a small trainable head per
+    scale turns each into a map of real/fake logits. The frozen network already tells a star's points from a
+    circle's rim, so the generator is pushed toward shapes from the first steps instead of after the discriminator
+    has learned them. The judge's pooled features and heads come back too, for the auxiliary object loss.
+    Only the heads train; the discriminator that ships with the GAN is the pixel one (Adapt-then-Unlearn needs a
+    stock StyleGAN2 discriminator).
+    """
+
+    def __init__(self, judge_net: torch.nn.Module, width: int = 64):
+        super().__init__()
+        layers = list(copy.deepcopy(judge_net.body).children())
+        # Frozen: only ``heads`` train (the optimiser takes ``heads.parameters()``).
+        self.stages = (
+            torch.nn.ModuleList(
+                [torch.nn.Sequential(*layers[0:2]), torch.nn.Sequential(*layers[2:4]), layers[4], layers[5]]
+            )
+            .eval()
+            .requires_grad_(False)
+        )
+        self.judge_heads = copy.deepcopy(judge_net.heads).eval().requires_grad_(False)
+        with torch.no_grad():
+            shapes = [t.shape[1] for t in self._run_stages(torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE))]
+        sn = torch.nn.utils.parametrizations.spectral_norm
+
+        def head(channels: int, downsamples: int) -> torch.nn.Sequential:
+            layers_: list[torch.nn.Module] = []
+            cin = channels
+            for _ in range(downsamples):
+                layers_ += [sn(torch.nn.Conv2d(cin, width, 4, 2, 1)), torch.nn.LeakyReLU(0.2)]
+                cin = width
+            layers_ += [sn(torch.nn.Conv2d(cin, width, 3, 1, 1)), torch.nn.LeakyReLU(0.2)]
+            layers_.append(sn(torch.nn.Conv2d(width, 1, 1)))
+            return torch.nn.Sequential(*layers_)
+
+        # Every scale ends at 8x8 or 4x4 logits: a patch of about a quarter or half of the image per logit.
+        self.heads = torch.nn.ModuleList(
+            [head(shapes[0], 2), head(shapes[1], 1), head(shapes[2], 0), head(shapes[3], 0)]
+        )
+
+    def _run_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        return features
+
+    def judge_logits(self, features: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The frozen judge's logits per head, from the features :meth:`features` returned."""
+        pooled = features[-1].mean((2, 3))
+        return {name: head(pooled) for name, head in self.judge_heads.items()}
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The frozen judge's four feature maps of images in [-1, 1]."""
+        return self._run_stages(x)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Real/fake logits of every patch at every scale, ``(B, P)``, from the features :meth:`features` returned."""
+        return torch.cat([head(f).flatten(1) for head, f in zip(self.heads, features)], 1)
+
+
+# ---------------------------------------------------------------- training
 
 
 def train_gan(
@@ -136,6 +251,12 @@ def train_gan(
     d_reg_every: int = 16,
     mixing: float = 0.9,
     ema_decay: float = EMA_DECAY,
+    projected: bool = False,
+    projected_weight: float = 1.0,
+    object_weight: float = 0.0,
+    colour_weight: float = 0.0,
+    diffaugment: str = "",
+    aux_translation: int = 2,
     eval_samples: int = 2000,
     probe_every: int = 1000,
     probe_samples: int = 500,
@@ -151,10 +272,21 @@ def train_gan(
         num_images (`int`, defaults to 20000): renders in the training set.
         exclude_object (`str`, *optional*): train without this object (e.g. ``"circle"``), for Ret-FD.
         learning_rate (`float`, defaults to 0.002): Adam learning rate (before the lazy-regularisation ratio).
-        r1 (`float`, defaults to 0.05): R1 weight γ.
+        r1 (`float`, defaults to 0.05): R1 weight γ of the pixel discriminator.
         d_reg_every (`int`, defaults to 16): R1 interval.
         mixing (`float`, defaults to 0.9): style-mixing probability.
         ema_decay (`float`): EMA decay per step of the saved generator.
+        projected (`bool`, defaults to `False`): add the projected discriminator (:class:`ProjectedDiscriminator`)
+            on the frozen toy judge's features to the pixel discriminator.
+        projected_weight (`float`, defaults to 1.0): weight of the projected discriminator's loss in G's loss.
+        object_weight (`float`, defaults to 0.0): weight of the auxiliary object loss: the object of z is the
+            arg-max of its first 8 coordinates (7 with ``exclude_object``) and the frozen toy judge's object head
+            scores G(z) against it (cross-entropy).
+        colour_weight (`float`, defaults to 0.0): the same for the colour, from the next 6 coordinates.
+        diffaugment (`str`, defaults to `""`): DiffAugment policy for both discriminators (:func:`diff_augment`),
+            e.g. ``"color,translation,cutout"``.
+        aux_translation (`int`, defaults to 2): the auxiliary losses judge G(z) shifted by up to this many pixels,
+            so that the generator cannot satisfy the judge with pixel-exact adversarial patterns.
         eval_samples (`int`, defaults to 2000): samples judged at the end when the toy judge exists (0 skips).
         probe_every (`int`, defaults to 1000): judge ``probe_samples`` samples of the EMA generator every this many
             steps (when the toy judge exists; 0 never), log them, keep them in the report as ``probes`` and save
@@ -165,7 +297,8 @@ def train_gan(
 
     Returns:
         `dict`: steps, seconds, seconds per step, final losses, the output folder and its size, and ``quality``
-        (per-object frequencies and the judge's confidence) when the judge was available.
+        (per-object frequencies and the judge's confidence) when the judge was available, ``quality_heldout`` the
+        same by the held-out judge (``toy-heldout``) when it was.
     """
     from pipelines.gan import GANBundle, save_bundle
     from pipelines.stylegan2 import Discriminator, Generator
@@ -186,49 +319,93 @@ def train_gan(
     reals = _render_training_set(num_images, seed + 5, exclude_object, TOY_GAN_STYLES, TOY_GAN_BACKGROUNDS)
     render_seconds = time.perf_counter() - start
 
+    judge = _toy_judge(Path(out))
+    heldout_judge = _toy_judge(Path(out), heldout=True)
+    uses_judge = projected or object_weight > 0 or colour_weight > 0
+    if uses_judge and judge is None:
+        raise MissingWeightsError(
+            "the toy GAN's recipe trains against the toy judge, which is not built; build it first: "
+            "erasure-studio toy build --stages judge,gan"
+        )
+    objects = [o for o in OBJECTS if o != exclude_object]
+    if uses_judge:
+        object_columns = torch.tensor([judge.heads["object"].index(o) for o in objects])
+        num_colours = len(judge.heads["colour"])
+
     generator = Generator(**TOY_GAN_GENERATOR).to(device)
     discriminator = Discriminator(**TOY_GAN_DISCRIMINATOR).to(device)
+    projector = ProjectedDiscriminator(judge.net).to(device) if uses_judge else None
     ema = copy.deepcopy(generator).eval().requires_grad_(False)
     # Lazy R1 (StyleGAN2 §B): scale D's lr and β2 by c = k/(k+1) so the regularised steps average out.
     d_ratio = d_reg_every / (d_reg_every + 1)
     g_optim = torch.optim.Adam(generator.parameters(), lr=learning_rate, betas=(0.0, 0.99))
-    d_optim = torch.optim.Adam(discriminator.parameters(), lr=learning_rate * d_ratio, betas=(0.0, 0.99**d_ratio))
+    d_params = list(discriminator.parameters()) + (list(projector.heads.parameters()) if projected else [])
+    d_optim = torch.optim.Adam(d_params, lr=learning_rate * d_ratio, betas=(0.0, 0.99**d_ratio))
+
+    def augment(x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, diffaugment, rng) if diffaugment else x
+
+    def targets(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The object (a judge column) and colour that z's latent partition assigns."""
+        return object_columns[z[:, : len(objects)].argmax(1)], z[:, 8 : 8 + num_colours].argmax(1)
 
     history: list[dict[str, float]] = []
     probes: list[dict[str, Any]] = []
-    judge = _toy_judge(Path(out)) if (eval_samples or probe_every) else None
     r1_value = 0.0
+    aux_value = {"object": 0.0, "colour": 0.0}
     train_start = time.perf_counter()
     for step in (bar := tqdm(range(steps), desc="toy gan" + (f" (no {exclude_object})" if exclude_object else ""))):
         real = reals[torch.randint(len(reals), (batch_size,), generator=rng)].to(device)
 
-        # Discriminator step: logistic loss on reals vs. fakes.
+        # Discriminator step: logistic loss on reals vs. fakes, for the pixel and the projected discriminator.
         generator.requires_grad_(False)
         discriminator.requires_grad_(True)
+        if projector is not None:
+            projector.heads.requires_grad_(projected)
         styles, inject_index = _mixing_styles(batch_size, generator.style_dim, mixing, rng, generator.n_latent)
         noise = generator.make_noise(batch_size, generator=rng)
         fake, _ = generator([s.to(device) for s in styles], inject_index=inject_index, noise=noise)
-        d_loss = F.softplus(-discriminator(real)).mean() + F.softplus(discriminator(fake)).mean()
+        real_aug, fake_aug = augment(real), augment(fake)
+        d_loss = F.softplus(-discriminator(real_aug)).mean() + F.softplus(discriminator(fake_aug)).mean()
+        if projected:
+            with torch.no_grad():  # the feature network is frozen, and D's step needs no gradient through it
+                real_features, fake_features = projector.features(real_aug), projector.features(fake_aug)
+            d_loss = d_loss + projected_weight * (
+                F.softplus(-projector(real_features)).mean() + F.softplus(projector(fake_features)).mean()
+            )
         d_optim.zero_grad(set_to_none=True)
         d_loss.backward()
         d_optim.step()
         if step % d_reg_every == 0:
             # R1 = E‖∇_x D(x)‖² on reals, weighted γ/2 and scaled by the interval (lazy regularisation).
-            real.requires_grad_(True)
-            (grad,) = torch.autograd.grad(discriminator(real).sum(), real, create_graph=True)
+            real_aug = augment(real).detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(discriminator(real_aug).sum(), real_aug, create_graph=True)
             r1_loss = grad.pow(2).reshape(batch_size, -1).sum(1).mean()
             d_optim.zero_grad(set_to_none=True)
             (r1 / 2 * r1_loss * d_reg_every).backward()
             d_optim.step()
             r1_value = r1_loss.item()
 
-        # Generator step: non-saturating loss.
+        # Generator step: non-saturating loss, plus the auxiliary judge losses.
         generator.requires_grad_(True)
         discriminator.requires_grad_(False)
+        if projector is not None:
+            projector.heads.requires_grad_(False)
         styles, inject_index = _mixing_styles(batch_size, generator.style_dim, mixing, rng, generator.n_latent)
         noise = generator.make_noise(batch_size, generator=rng)
         fake, _ = generator([s.to(device) for s in styles], inject_index=inject_index, noise=noise)
-        g_loss = F.softplus(-discriminator(fake)).mean()
+        fake_aug = augment(fake)
+        g_loss = F.softplus(-discriminator(fake_aug)).mean()
+        if projected:
+            g_loss = g_loss + projected_weight * F.softplus(-projector(projector.features(fake_aug))).mean()
+        if object_weight > 0 or colour_weight > 0:
+            # With style mixing the coarse layers (the shape) follow the first z, so that z assigns the targets.
+            logits = projector.judge_logits(projector.features(_translate(fake, aux_translation, rng)))
+            object_target, colour_target = targets(styles[0].to(device))
+            object_loss = F.cross_entropy(logits["object"], object_target)
+            colour_loss = F.cross_entropy(logits["colour"], colour_target)
+            g_loss = g_loss + object_weight * object_loss + colour_weight * colour_loss
+            aux_value = {"object": object_loss.item(), "colour": colour_loss.item()}
         g_optim.zero_grad(set_to_none=True)
         g_loss.backward()
         g_optim.step()
@@ -239,20 +416,18 @@ def train_gan(
             for p_ema, p in zip(ema.parameters(), generator.parameters()):
                 p_ema.lerp_(p, 1 - decay)
         if step % 50 == 0:
-            history.append({"step": step, "loss_d": d_loss.item(), "loss_g": g_loss.item(), "r1": r1_value})
-            bar.set_postfix(d=f"{d_loss.item():.3f}", g=f"{g_loss.item():.3f}", r1=f"{r1_value:.3f}")
+            history.append(
+                {"step": step, "loss_d": d_loss.item(), "loss_g": g_loss.item(), "r1": r1_value, **aux_value}
+            )
+            bar.set_postfix(d=f"{d_loss.item():.3f}", g=f"{g_loss.item():.3f}", obj=f"{aux_value['object']:.2f}")
         if judge is not None and probe_every and (step + 1) % probe_every == 0 and step + 1 < steps:
             snapshot = GANBundle(generator=ema, discriminator=discriminator)
-            quality = gan_quality(snapshot, judge, num_samples=probe_samples, seed=seed + 2)
-            probes.append(
-                {"step": step + 1, **{k: quality[k] for k in ("min_object_frequency", "confident_fraction")}}
-            )
-            logger.info(
-                "toy gan step %d: rarest object in %.1f %% of samples, judge confident on %.1f %%",
-                step + 1,
-                100 * quality["min_object_frequency"],
-                100 * quality["confident_fraction"],
-            )
+            probe = {"step": step + 1, "seconds": round(time.perf_counter() - train_start, 1)}
+            probe.update(_probe(snapshot, judge, probe_samples, seed + 2))
+            if heldout_judge is not None:
+                probe["heldout"] = _probe(snapshot, heldout_judge, probe_samples, seed + 2)
+            probes.append(probe)
+            logger.info("toy gan probe: %s", json.dumps(probe))
             save_bundle(snapshot, folder, half=True, metadata={"recipe": {"seed": seed, "steps_done": step + 1}})
     train_seconds = time.perf_counter() - train_start
 
@@ -270,6 +445,8 @@ def train_gan(
     }
     if judge is not None and eval_samples:
         report["quality"] = gan_quality(bundle, judge, num_samples=eval_samples, seed=seed + 1)
+    if heldout_judge is not None and eval_samples:
+        report["quality_heldout"] = gan_quality(bundle, heldout_judge, num_samples=eval_samples, seed=seed + 1)
     recipe = {
         "seed": seed,
         "steps": steps,
@@ -280,6 +457,12 @@ def train_gan(
         "d_reg_every": d_reg_every,
         "mixing": mixing,
         "ema_decay": ema_decay,
+        "projected": projected,
+        "projected_weight": projected_weight,
+        "object_weight": object_weight,
+        "colour_weight": colour_weight,
+        "diffaugment": diffaugment,
+        "aux_translation": aux_translation,
         "exclude_object": exclude_object,
         "styles": list(TOY_GAN_STYLES),
         "backgrounds": list(TOY_GAN_BACKGROUNDS) if TOY_GAN_BACKGROUNDS else "all",
@@ -291,14 +474,23 @@ def train_gan(
     return report
 
 
-def _toy_judge(out: Path):
-    """The toy judge from ``out / "judge"`` (a fresh build), else the installed one, else ``None``."""
-    from .judge import ToyJudge
+def _probe(bundle, judge, num_samples: int, seed: int) -> dict[str, float]:
+    """The bar's numbers of a training snapshot: rarest object and colour, and the judge's confidence."""
+    quality = gan_quality(bundle, judge, num_samples=num_samples, seed=seed)
+    keys = ("min_object_frequency", "confident_fraction", "min_colour_frequency")
+    return {k: round(quality[k], 4) for k in keys}
 
-    for folder in (out / "judge", None):
+
+def _toy_judge(out: Path, heldout: bool = False):
+    """The toy judge (``heldout``: ``toy-heldout``) from ``out`` (a fresh build), else the installed one, else
+    ``None``."""
+    from .judge import HeldOutToyJudge, ToyJudge
+
+    cls = HeldOutToyJudge if heldout else ToyJudge
+    for folder in (out / cls.subfolder, None):
         try:
             if folder is None or (folder / "config.json").is_file():
-                return ToyJudge(folder)
+                return cls(folder)
         except FileNotFoundError:  # ModelNotFoundError: the installed judge is not built either
             continue
     return None
@@ -325,6 +517,7 @@ def gan_quality(bundle, judge, *, num_samples: int = 2000, seed: int = 1) -> dic
     return {
         "object_frequency": object_frequency,
         "min_object_frequency": minimum,
+        "min_colour_frequency": min(colour_frequency.values()),
         "confident_fraction": confident,
         "mean_max_probability": float(object_probs.max(-1).values.mean()),
         "colour_frequency": colour_frequency,

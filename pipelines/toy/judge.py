@@ -1,5 +1,9 @@
-"""The toy world's judge: the trained CNN (``pipelines.toy.models.ToyJudgeNet``) that names a scene's object, colour,
-style and background. ``eval.load_judge("toy")`` returns it; its features are the toy Frechet-distance extractor.
+"""The toy world's judges: trained CNNs that name a scene's object, colour, style and background.
+
+``eval.load_judge("toy")`` returns the toy judge (``pipelines.toy.models.ToyJudgeNet``); its features are the toy
+Frechet-distance extractor. ``eval.load_judge("toy-heldout")`` returns the held-out judge (``ToyJudgeResNet``, a
+different architecture and seed, the same heads and distortion training): the measure of any model that was
+optimised against the toy judge (the toy GAN's recipe is), whose verdicts on such a model would be circular.
 """
 
 from __future__ import annotations
@@ -15,21 +19,34 @@ from ..judge import Judge, Verdict, as_image_tensor
 
 
 class ToyJudge(Judge):
-    """The toy world's classifier. ``features`` gives its 128-d penultimate activations (the toy FD extractor)."""
+    """The toy world's classifier. ``features`` gives its penultimate activations (the toy FD extractor: 128-d).
+
+    Args:
+        folder (`Path`, *optional*): a judge folder (``config.json`` with the architecture and heads, and
+            ``model.safetensors``); the bundled ``assets/<subfolder>`` by default.
+        device (`str` or `torch.device`, defaults to `"cpu"`): where the judge runs.
+    """
 
     name = "toy"
+    subfolder = "judge"
+    """The bundled folder under ``pipelines/toy/assets``."""
 
     def __init__(self, folder=None, device: str | torch.device = "cpu"):
+        from pathlib import Path
+
         from safetensors.torch import load_file
 
         from ..sd import toy_path
-        from .models import ToyJudgeNet
+        from .models import judge_net_from_config
 
-        folder = folder or toy_path("judge")
+        folder = Path(folder) if folder else toy_path(self.subfolder)
         config = json.loads((folder / "config.json").read_text())
         self.heads: dict[str, list[str]] = config["heads"]
-        self.net = ToyJudgeNet(width=config["width"])
-        self.net.load_state_dict(load_file(folder / "model.safetensors"))
+        self.architecture = config.get("architecture", "cnn")
+        self.net = judge_net_from_config(config)
+        # Weights may be stored in fp16 (the package budget); the judge computes in fp32.
+        weights = load_file(folder / "model.safetensors")
+        self.net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
         self.net.eval().requires_grad_(False).to(device)
         self.device = torch.device(device)
 
@@ -83,7 +100,16 @@ class ToyJudge(Judge):
         ]
 
     def describe(self) -> dict[str, Any]:
-        return {"name": "toy", "model": "toy-world CNN (object/colour/style/background heads)"}
+        kind = "ResNet" if self.architecture == "resnet" else "CNN"
+        return {"name": self.name, "model": f"toy-world {kind} (object/colour/style/background heads)"}
+
+
+class HeldOutToyJudge(ToyJudge):
+    """``toy-heldout``: the toy world's second judge, trained apart (``ToyJudgeResNet``, another seed), for measuring
+    anything that was optimised against the toy judge. Same heads, concepts and API as :class:`ToyJudge`."""
+
+    name = "toy-heldout"
+    subfolder = "judge_heldout"
 
 
 @lru_cache(maxsize=1)

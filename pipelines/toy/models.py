@@ -125,6 +125,57 @@ class ToyJudgeNet(nn.Module):
         return {name: head(feats) for name, head in self.heads.items()}
 
 
+class ToyJudgeResNet(nn.Module):
+    """The held-out toy judge (``toy-heldout``): a small pre-activation ResNet, unlike :class:`ToyJudgeNet` on purpose.
+
+    A judge that a model was optimised against is no longer a fair measure of it (the toy GAN's recipe trains
+    against the toy judge), so the second judge differs in everything but its heads and training data: residual
+    stages instead of a plain stack, BatchNorm + ReLU instead of GroupNorm + SiLU, max-pooling instead of strided
+    convolutions, a different width and seed. Input: images in [-1, 1], ``(B, 3, 32, 32)``; output: logits per head.
+    """
+
+    def __init__(self, widths: tuple[int, ...] = (24, 48, 96)):
+        super().__init__()
+
+        def unit(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, cout, 3, 1, 1, bias=False))
+
+        self.stem = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
+        self.stages = nn.ModuleList()
+        self.shortcuts = nn.ModuleList()
+        cin = widths[0]
+        for cout in widths:
+            self.stages.append(nn.Sequential(unit(cin, cout), unit(cout, cout)))
+            self.shortcuts.append(nn.Conv2d(cin, cout, 1, bias=False) if cin != cout else nn.Identity())
+            cin = cout
+        self.norm = nn.BatchNorm2d(cin)
+        self.feature_dim = cin
+        self.heads = nn.ModuleDict({name: nn.Linear(cin, len(values)) for name, values in HEADS.items()})
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.stem(images)
+        for i, (stage, shortcut) in enumerate(zip(self.stages, self.shortcuts)):
+            if i > 0:  # 32 -> 16 -> 8: downsample between stages
+                x = nn.functional.max_pool2d(x, 2)
+            x = stage(x) + shortcut(x)
+        return nn.functional.relu(self.norm(x)).mean((2, 3))
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = self.features(images)
+        return {name: head(feats) for name, head in self.heads.items()}
+
+
+def judge_net_from_config(config: dict) -> nn.Module:
+    """The judge network a ``config.json`` describes: ``{"architecture": "resnet", "widths": [...]}`` or the toy
+    judge's CNN (``{"width": 32}``; configs written before the held-out judge name no architecture)."""
+    architecture = config.get("architecture", "cnn")
+    if architecture == "resnet":
+        return ToyJudgeResNet(widths=tuple(config["widths"]))
+    if architecture == "cnn":
+        return ToyJudgeNet(width=config["width"])
+    raise ValueError(f"unknown toy judge architecture {architecture!r} in its config.json; expected 'cnn' or 'resnet'")
+
+
 # ---------------------------------------------------------------- the CLIP tokenizer, offline
 
 

@@ -13,6 +13,7 @@ the toy models generalise instead of memorising.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -160,6 +161,67 @@ def prompt_for(obj: str, colour: str | None = None, *, word: str | None = None) 
     return _with_article(f"{colour} {word}" if colour else word)
 
 
+# ---------------------------------------------------------------- prompts: a concept, its replacement, the rest
+
+# Toy-world "random labels", per attribute: (the replacement, the replacement when erasing the replacement itself).
+TOY_REPLACEMENTS: dict[str, tuple[str, str]] = {
+    "object": ("circle", "square"),
+    "colour": ("blue", "red"),
+    "style": ("solid", "striped"),
+}
+
+
+def toy_replacement(value: str, kind: str) -> str:
+    """The toy world's "random label" for an attribute value: another value of the same attribute.
+
+    Objects map to a circle (the plainest shape; a circle maps to a square), colours to blue (blue to red), styles to
+    solid (solid to striped): the toy counterpart of "a person wearing clothes" for "a nude person".
+
+    Args:
+        value (`str`): a canonical attribute value, e.g. ``"star"`` (see :func:`canonical`).
+        kind (`str`): its attribute, ``"object"``, ``"colour"`` or ``"style"`` (see :func:`concept_kind`).
+    """
+    replacement, fallback = TOY_REPLACEMENTS[kind]
+    return fallback if value == replacement else replacement
+
+
+def concept_prompt_pairs(concept: str) -> tuple[list[str], list[str]]:
+    """Prompts that show ``concept``, and the same prompts with :func:`toy_replacement` in its place, pairwise.
+
+    An object is drawn in every colour ("a red star", ... with "a red circle", ...), a colour on every object, a style
+    on eight object/colour pairs ("a striped red circle", ...).
+
+    Args:
+        concept (`str`): a toy object, colour or style, or a synonym of one (``"pentagram"``).
+
+    Returns:
+        `tuple[list[str], list[str]]`: the concept's prompts and their replacements, of equal length.
+
+    Raises:
+        ValueError: ``concept`` is not a toy-world object, colour or style.
+    """
+    kind, value = concept_kind(concept), canonical(concept)
+    if kind not in TOY_REPLACEMENTS:
+        raise ValueError(f"{concept!r} is not a toy-world object, colour or style")
+    other = toy_replacement(value, kind)
+    if kind == "object":
+        return [prompt_for(value, c) for c in COLOURS], [prompt_for(other, c) for c in COLOURS]
+    if kind == "colour":
+        return [prompt_for(o, value) for o in OBJECTS], [prompt_for(o, other) for o in OBJECTS]
+    pairs = list(zip(OBJECTS, COLOURS * 2))
+    return [f"a {WORDS[value][0]} {c} {o}" for o, c in pairs], [f"a {WORDS[other][0]} {c} {o}" for o, c in pairs]
+
+
+def prompts_without(concept: str) -> list[str]:
+    """Every "a {colour} {object}" prompt that names neither ``concept`` nor its synonyms: what an erasure keeps.
+
+    Args:
+        concept (`str`): a toy object or colour (a style, a background or a word outside the toy world removes none).
+    """
+    value = canonical(concept)
+    return [prompt_for(o, c) for o in OBJECTS for c in COLOURS if value not in (o, c)]
+
+
 def sample_scene(rng: np.random.Generator, *, split: str = "train") -> Scene:
     """Draw attributes uniformly: ``split="train"`` skips held-out pairs, ``"heldout"`` draws only them."""
     if split == "heldout":
@@ -295,3 +357,73 @@ def attribute_labels(scenes: list[Scene]) -> dict[str, np.ndarray]:
         "style": np.array([STYLES.index(s.style) for s in scenes]),
         "background": np.array([BACKGROUNDS.index(s.background) for s in scenes]),
     }
+
+
+# ---------------------------------------------------------------- prompt roles: what a prompt asks of an erased model
+# The studio's Compare tab and before/after previews: the concept, its paraphrases (synonyms), and other concepts
+# that must survive the erasure. A concept outside the toy world gets generic prompts and is judged by name.
+
+
+def compare_prompts(concept: str) -> list[str]:
+    """Prompts that test an erasure: the concept, its paraphrases (synonyms), and other concepts of the same kind."""
+    kind, value = concept_kind(concept), canonical(concept)
+    if kind == "object":
+        others = [o for o in OBJECTS if o != value][:3]
+        return (
+            [prompt_for(value, "red"), prompt_for(value, "blue")]
+            + [prompt_for(value, "red", word=w) for w in synonyms(value)[1:]]
+            + [prompt_for(o, c) for o, c in zip(others, COLOURS[1:])]
+        )
+    if kind == "colour":
+        others = [c for c in COLOURS if c != value][:3]
+        return [prompt_for("circle", value), prompt_for("square", value)] + [
+            prompt_for(o, c) for o, c in zip(OBJECTS[2:], others)
+        ]
+    if kind == "style":
+        others = [s for s in STYLES if s != value][:2]
+        return [f"a {w} red star" for w in synonyms(value)] + [f"a {WORDS[s][0]} blue circle" for s in others]
+    if kind == "background":
+        return [f"a red star on a {w} background" for w in synonyms(value)] + ["a blue circle on a grey background"]
+    return [concept, f"a photo of {concept}", f"a painting of {concept}", "a photo of a dog", "a landscape painting"]
+
+
+def preview_prompts(concept: str, limit: int = 4) -> list[str]:
+    """A short list for a before/after preview: the concept, a paraphrase if there is one, then other concepts."""
+    prompts = compare_prompts(concept)
+    roles = [prompt_role(p, concept)[0] for p in prompts]
+    chosen = [prompts[roles.index("concept")]] if "concept" in roles else prompts[:1]
+    if "paraphrase" in roles:
+        chosen.append(prompts[roles.index("paraphrase")])
+    chosen += [p for p, r in zip(prompts, roles) if r == "other"]
+    return chosen[:limit]
+
+
+def prompt_role(prompt: str, concept: str) -> tuple[str, str]:
+    """``(role, judged concept)`` of a prompt when ``concept`` was erased.
+
+    Roles: ``concept`` (names the erased concept), ``paraphrase`` (names it with a synonym), ``other`` (another
+    concept, which must survive; in the toy world it is judged for that concept, e.g. "circle").
+    """
+    kind, value = concept_kind(concept), canonical(concept)
+    if kind is None:
+        return ("concept" if concept.lower() in prompt.lower() else "other"), concept
+    mentions = _mentions(prompt)
+    for mentioned, word in mentions:
+        if mentioned == value:
+            return ("concept" if word in (value, WORDS[value][0]) else "paraphrase"), value
+    for mentioned, _ in mentions:
+        if concept_kind(mentioned) == kind:
+            return "other", mentioned
+    return "other", value
+
+
+def _mentions(prompt: str) -> list[tuple[str, str]]:
+    """The attribute values a prompt names, as ``(value, word)`` pairs, synonyms and plurals included."""
+    text = prompt.lower()
+    found = []
+    for value, words in WORDS.items():
+        for word in dict.fromkeys((words[0], *words, value)):
+            if re.search(rf"\b{re.escape(word)}s?\b", text):
+                found.append((value, word))
+                break
+    return found
