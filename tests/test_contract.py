@@ -25,6 +25,14 @@ TINY_OVERRIDES: dict[str, dict] = {
         "generation_steps": 2,
         "cache_dir": None,
     },
+    "doco": {
+        "anchor": "circle",
+        "num_anchor_images": 4,
+        "anchor_inference_steps": 2,
+        "batch_size": 2,
+        "warmup_steps": 1,
+        "cache_dir": None,
+    },
 }
 
 
