@@ -146,10 +146,13 @@ class DoCoConfig(EraseConfig):
     """
 
     method = "doco"
+    # The toy preset, measured erasing "star" (anchor "diamond", 300 steps of which 100 train only D, 2 seeds x 6
+    # colours per object): K/V learning rate 5e-5 left every star; 1e-4 removed them all with every other object at
+    # 100 %; 1e-3 removed them too but took circles, triangles, crosses and diamonds down to 8-29 %.
     presets = {
         "toy": {
-            "max_train_steps": 400,
-            "learning_rate": 1e-3,
+            "max_train_steps": 300,
+            "learning_rate": 1e-4,
             "discriminator_learning_rate": 2e-4,
             "warmup_steps": 100,
             "batch_size": 8,
@@ -267,16 +270,39 @@ class PatchDiscriminator(nn.Module):
         return self.net(latents)
 
 
-def toy_anchor(concept: str) -> str:
-    """An anchor for a toy-world concept: a plain value of the same attribute (circle; square for a circle)."""
-    from pipelines.toy.world import canonical, concept_kind
+# The toy world's anchors: each value paired with a visually similar one of the same attribute, as the paper pairs
+# "parachute" with "airplane" and nudity with "clothed". Measured on "star" (toy preset, 2 seeds x 6 colours per
+# object): the anchor "circle" (a plain shape) left 33 % of the stars and took diamonds from 100 % to 58 %; "diamond"
+# (the other pointed shape) left none and every other object at 100 %.
+TOY_ANCHORS: dict[str, str] = {
+    "star": "diamond",
+    "diamond": "square",
+    "square": "diamond",
+    "triangle": "diamond",
+    "cross": "star",
+    "heart": "circle",
+    "circle": "crescent",
+    "crescent": "circle",
+    "red": "orange",
+    "orange": "yellow",
+    "yellow": "orange",
+    "green": "blue",
+    "blue": "purple",
+    "purple": "blue",
+    "solid": "striped",
+    "striped": "outline",
+    "outline": "striped",
+}
 
-    kind, value = concept_kind(concept), canonical(concept)
-    plain = {"object": ("circle", "square"), "colour": ("blue", "red"), "style": ("solid", "striped")}
-    if kind not in plain:
+
+def toy_anchor(concept: str) -> str:
+    """The anchor of a toy-world concept: a visually similar value of the same attribute (:data:`TOY_ANCHORS`)."""
+    from pipelines.toy.world import canonical
+
+    value = canonical(concept)
+    if value not in TOY_ANCHORS:
         raise ConfigError(f"{concept!r} is not a toy-world object, colour or style; name one, e.g. 'star'")
-    first, second = plain[kind]
-    return second if value == first else first
+    return TOY_ANCHORS[value]
 
 
 def toy_captions(anchor: str, concept: str, count: int, seed: int) -> tuple[list[str], list[str]]:
