@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             "forget_rate": forget,
             "object_rates_after": retain["after"],
             "worst_retain_shift": retain["max_other_shift"],
-            "fd_toy_retain": {"value": fd.value, "name": fd.name},
+            "fd_toy_retain": {"value": fd.value, "metric": fd.metric, "features": fd.features},
         }
         if not args.no_attack and name in ATTACKED:
             runs[name]["attack"] = attack_asr(erased, base, args.attack_prompts)

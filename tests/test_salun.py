@@ -308,6 +308,7 @@ def test_config_refuses_bad_values():
 def salun_star_rates(toy_pipe, toy_judge, toy_star_base_rates, tmp_path_factory):
     """Erase "star" with the toy preset; rates on 8 seeds x 6 colours per object (48 samples)."""
     from eval.rates import erasure_rates
+
     cache = tmp_path_factory.mktemp("salun-cache")
     result = erasure.erase("salun", toy_pipe, concept="star", preset="toy", cache_dir=str(cache))
     erased = result.apply(toy_pipe)
