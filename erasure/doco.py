@@ -75,6 +75,7 @@ from pipelines.sd import (
     eps_to_x0,
     execution_device,
     frozen_copy,
+    is_toy_model,
     select_unet_parameters,
     trainable_copy,
 )
@@ -429,8 +430,7 @@ class DoCo(EraseMethod):
     def captions(self, pipe) -> tuple[list[str], list[str], str]:
         """(anchor captions, target captions, anchor) for this run; the toy grammar on the toy model."""
         cfg: DoCoConfig = self.config
-        is_toy = getattr(pipe, "studio_source", {}).get("name_or_path") == "toy" and not cfg.caption_file
-        if is_toy:
+        if is_toy_model(pipe) and not cfg.caption_file:
             anchor = cfg.anchor or toy_anchor(cfg.concept)
             from pipelines.toy.world import canonical
 

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple  # noqa: E402
 from erasure.base import PAPER_PRESET, TOY_PRESET  # noqa: E402
 from pipelines.errors import ConfigError, ModelNotFoundError, StudioError  # noqa: E402
 
+from .commands.common import erase_data_for  # noqa: E402
 from .widgets import SettingSpec, convert_setting, method_summary  # noqa: E402
 
 STABLE_DIFFUSION = "stable_diffusion"
@@ -407,21 +408,6 @@ class _RunMonitor:
             self.error = err
 
 
-def _erase_data(config: Any):
-    """The helpers a method takes as objects: the judge a config names (Adapt-then-Unlearn), loaded in ``eval``.
-
-    Methods sit below ``eval`` and cannot load judges themselves; ``None`` when the config names no judge (the method
-    then uses the judge the GAN bundle carries, or the toy world's).
-    """
-    name = getattr(config, "judge", None)
-    if not name:
-        return None
-    from erasure import EraseData
-    from eval.judges import load_judge
-
-    return EraseData(judge=load_judge(name))
-
-
 def _status_line(method: str, concept: str, step: int, total: int, history: list[dict], started: float) -> str:
     loss = ""
     if history:
@@ -488,7 +474,7 @@ def run_erase(
         monitor = _RunMonitor(config.max_train_steps, studio.stop_requested)
         worker = threading.Thread(
             target=monitor.run,
-            args=(method_class(config), base, _erase_data(config)),
+            args=(method_class(config), base, erase_data_for(config)),
             name="erasure-studio-run",
             daemon=True,
         )

@@ -191,3 +191,18 @@ class ProgressBar:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def erase_data_for(config: Any):
+    """The helpers a method takes as objects: the judge a config names (Adapt-then-Unlearn), loaded from ``eval``.
+
+    Methods sit below ``eval`` and cannot load judges themselves; ``None`` when the config names no judge (the method
+    then uses the judge the GAN bundle carries, or the toy world's). The CLI and the studio both call this.
+    """
+    name = getattr(config, "judge", None)
+    if not name:
+        return None
+    from erasure import EraseData
+    from eval.judges import load_judge
+
+    return EraseData(judge=load_judge(name))

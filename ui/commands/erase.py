@@ -22,6 +22,7 @@ from .common import (
     config_file_defaults,
     dataclass_parser,
     default_device,
+    erase_data_for,
     is_main_process,
 )
 
@@ -124,7 +125,7 @@ def cmd_erase(argv: Sequence[str]) -> int:
         args.pretrained_model_name_or_path, model_type=method.model_type, device=device, revision=args.revision
     )
 
-    data = _method_data(method, config)
+    data = erase_data_for(config)
     with ProgressBar(f"{method.name}: erasing '{config.concept}'", unit="step", total=config.max_train_steps) as bar:
         result = method(config).erase(model, data=data, callback=bar)
     if not is_main_process():
@@ -149,18 +150,6 @@ def cmd_erase(argv: Sequence[str]) -> int:
         )
     _print_summary(result, path, evaluation)
     return 0
-
-
-def _method_data(method: Any, config: Any):
-    """What a method needs besides its config: a GAN method that names a judge gets it loaded here (judges live in
-    ``eval``, a layer above the methods, so a method takes the judge as an object)."""
-    judge_name = getattr(config, "judge", None)
-    if method.model_type != "stylegan2" or not judge_name or judge_name == "toy":
-        return None
-    from erasure import EraseData
-    from eval.judges import load_judge
-
-    return EraseData(judge=load_judge(judge_name))
 
 
 def _grid_progress(model: Any, result: Any, args: argparse.Namespace) -> ProgressBar | nullcontext:
