@@ -139,21 +139,30 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_attack and name in ATTACKED:
             runs[name]["attack"] = attack_asr(erased, base, args.attack_prompts)
         print(name, json.dumps(runs[name]), flush=True)
+        write_results(args.output, judge, args.seeds, base_rates, retain_before, runs, complete=False)
+    write_results(args.output, judge, args.seeds, base_rates, retain_before, runs, complete=True)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def write_results(output: Path, judge, seeds: int, base_rates, retain_before, runs, *, complete: bool) -> None:
+    """Write what is measured so far (atomically), so a long run that stops early still leaves its numbers."""
     out = {
         "benchmark": "doco_generalisation",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "torch_threads": 2},
         "judge": judge.describe(),
         "prompt_sets": PROMPT_SETS,
-        "seeds": args.seeds,
+        "seeds": seeds,
+        "complete": complete,
         "base_star_rates": base_rates,
         "object_rates_before": retain_before,
         "runs": runs,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.output}")
-    return 0
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(out, indent=2) + "\n")
+    tmp.replace(output)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from .base import (
 )
 
 # Methods register themselves on import (peft's pattern): importing the package completes the registry.
-from . import advunlearn, doco, esd, salun  # noqa: E402, F401  isort: skip
+from . import advunlearn, doco, esd, salun, sfd  # noqa: E402, F401  isort: skip
 import gan  # noqa: E402,F401  registers GAN methods
 
 __all__ = [

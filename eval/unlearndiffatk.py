@@ -68,6 +68,13 @@ from pipelines.sd import encode_embeddings, execution_device, tokenize
 from .judges import Judge, load_judge
 from .prompts import PromptRow, PromptSet, load_prompts
 
+ONE_STEP_REFUSAL = (
+    "UnlearnDiffAtk does not apply to a one-step generator: it optimises the victim's denoising loss on a target "
+    "image, and a one-step generator has no denoising loss; score it with 'erasure-studio eval' (forget and retain "
+    "rates, FD), or attack its multi-step teacher"
+)
+"""Why :func:`attack` refuses a ``OneStepPipeline`` (the CLI prints it too)."""
+
 
 @dataclass
 class AttackConfig:
@@ -736,6 +743,10 @@ def attack(
         **options: fields of :class:`AttackConfig` (an unknown name is a ``ConfigError`` naming the closest field).
     """
     check_options("the attack", options, {f.name for f in fields(AttackConfig)})
+    from pipelines.one_step import is_one_step
+
+    if is_one_step(model):
+        raise ConfigError(ONE_STEP_REFUSAL)
     if method is not None:
         options["method"] = method
     cfg = replace(config, **options) if config is not None else AttackConfig(**options)

@@ -174,7 +174,7 @@ def save_artifact(
             save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, staging / f"{name}.safetensors")
         if result.loss_history:
             _write_loss_plot(result, staging / "loss.png")
-        if base_model is not None and result.sampler == "multistep":
+        if base_model is not None and result.sampler in ("multistep", "one_step"):
             _write_sample_grid(
                 result,
                 base_model,
@@ -228,10 +228,16 @@ def _write_components(result: EraseResult, folder: Path) -> dict[str, Any]:
         state = unet.state_dict()
         save_file({k: state[k].detach().contiguous().cpu() for k in keys}, folder / _COMPONENT_FILES[kind])
         return {"unet": {"file": _COMPONENT_FILES[kind], "keys": keys}}
-    if kind in ("text_encoder", "unet", "generator"):
+    if kind in ("text_encoder", "unet"):
         module = result.components[kind]
         module.save_pretrained(folder / kind, safe_serialization=True)
         return {kind: {"folder": kind, "class": type(module).__name__}}
+    if kind == "generator":
+        # A one-step generator: a UNet folder, plus the timestep it samples at (pipelines.one_step).
+        module = result.components[kind]
+        module.save_pretrained(folder / kind, safe_serialization=True)
+        init_timestep = int(result.config.init_timestep)
+        return {kind: {"folder": kind, "class": type(module).__name__, "init_timestep": init_timestep}}
     if kind == "gan_generator":
         from .gan import save_generator
 
@@ -322,7 +328,8 @@ def apply_result(base_model: Any, result: EraseResult):
         result (`EraseResult`): what ``erasure.erase`` returned.
 
     Returns:
-        A stock ``StableDiffusionPipeline`` with the erased component in, or a ``GANBundle`` for GAN results.
+        A stock ``StableDiffusionPipeline`` with the erased component in, a ``pipelines.one_step.OneStepPipeline``
+        for a one-step generator (SFD), or a ``GANBundle`` for GAN results.
     """
     from .sd import replace_components
 
@@ -331,6 +338,10 @@ def apply_result(base_model: Any, result: EraseResult):
         return replace_components(base_model, unet=components["unet"])
     if kind in ("text_encoder", "unet"):
         return replace_components(base_model, **{kind: components[kind]})
+    if kind == "generator":
+        from .one_step import one_step_from_teacher
+
+        return one_step_from_teacher(base_model, components["generator"], int(result.config.init_timestep))
     if kind == "gan_generator":
         from .gan import GANBundle
 
@@ -381,6 +392,13 @@ def model_card(manifest: dict[str, Any]) -> str:
             'text_encoder = CLIPTextModel.from_pretrained("path/to/this/folder/text_encoder")',
             "pipe = StableDiffusionPipeline.from_pretrained(BASE, text_encoder=text_encoder)",
             "```",
+            "",
+        ]
+    if kind == "generator":
+        lines += [
+            "A one-step generator: `apply_artifact` returns a `OneStepPipeline` (`pipe(prompt).images`, one UNet call).",
+            "The generator is a plain `UNet2DConditionModel` folder (`generator/`); it samples at timestep "
+            f"{manifest['components']['generator']['init_timestep']} with the base model's VAE and text encoder.",
             "",
         ]
     if kind == "unet_partial":
@@ -463,7 +481,8 @@ def apply_artifact(model: Any, path: str | os.PathLike, *, allow_other_base: boo
             (e.g. an AdvUnlearn text encoder onto another SD v1.x checkpoint).
 
     Returns:
-        A stock ``StableDiffusionPipeline`` with the erased component in, or a ``GANBundle`` for GAN artifacts.
+        A stock ``StableDiffusionPipeline`` with the erased component in, a ``pipelines.one_step.OneStepPipeline``
+        for a one-step generator (SFD), or a ``GANBundle`` for GAN artifacts.
     """
     path = Path(path)
     manifest = read_manifest(path)
@@ -487,6 +506,16 @@ def apply_artifact(model: Any, path: str | os.PathLike, *, allow_other_base: boo
 
         unet = UNet2DConditionModel.from_pretrained(path / "unet", use_safetensors=True, torch_dtype=model.unet.dtype)
         return replace_components(model, unet=unet.to(model.unet.device).eval())
+    if kind == "generator":
+        from diffusers import UNet2DConditionModel
+
+        from .one_step import one_step_from_teacher
+
+        info = manifest["components"]["generator"]
+        generator = UNet2DConditionModel.from_pretrained(
+            path / info["folder"], use_safetensors=True, torch_dtype=model.unet.dtype
+        )
+        return one_step_from_teacher(model, generator.to(model.unet.device).eval(), int(info["init_timestep"]))
     if kind == "gan_generator":
         from .gan import apply_generator
 

@@ -15,6 +15,7 @@ Everything here works on stock diffusers and transformers objects; nothing is pa
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import random
@@ -50,7 +51,7 @@ def is_toy_model(model: Any) -> bool:
     a pipeline assembled from the toy model by ``replace_components`` keeps it.
     """
     source = getattr(model, "studio_source", None) or {}
-    return source.get("name_or_path") == "toy"
+    return source.get("name_or_path") in ("toy", "toy-onestep")
 
 
 SMALL_MODEL_PIXELS = 128
@@ -86,9 +87,10 @@ def load_sd(
 
     Args:
         name_or_path (`str` or `os.PathLike`, defaults to `"toy"`):
-            ``"toy"`` (the bundled toy model), a local diffusers folder (with ``model_index.json``), a single
-            ``.safetensors`` or ``.ckpt`` checkpoint, or a hub id such as ``"CompVis/stable-diffusion-v1-4"`` that is
-            already in the local Hugging Face cache.
+            ``"toy"`` (the bundled toy model), ``"toy-onestep"`` (its one-step generator, returned as a
+            ``pipelines.one_step.OneStepPipeline``, as is any folder holding one), a local diffusers folder (with
+            ``model_index.json``), a single ``.safetensors`` or ``.ckpt`` checkpoint, or a hub id such as
+            ``"CompVis/stable-diffusion-v1-4"`` that is already in the local Hugging Face cache.
         dtype (`torch.dtype`, *optional*): weights dtype; fp32 by default, as diffusers does on CPU.
         device (`str` or `torch.device`, *optional*): where to put the pipeline; CPU by default.
         revision (`str`, *optional*): hub revision.
@@ -104,6 +106,10 @@ def load_sd(
     if dtype is not None:
         kwargs["torch_dtype"] = dtype
     path = Path(name).expanduser()
+    if name == "toy-onestep" or (path.is_dir() and _is_one_step_folder(path)):
+        from .one_step import load_one_step
+
+        return load_one_step("toy" if name == "toy-onestep" else path, device=device, dtype=dtype)
     if name == "toy":
         source = {"name_or_path": "toy", "revision": None}
         pipe = StableDiffusionPipeline.from_pretrained(toy_path("sd"), local_files_only=True, **kwargs)
@@ -136,6 +142,13 @@ def load_sd(
     if device is not None:
         pipe.to(device)
     return pipe
+
+
+def _is_one_step_folder(path: Path) -> bool:
+    index = path / "model_index.json"
+    if index.is_file():
+        return json.loads(index.read_text()).get("_class_name") == "OneStepPipeline"
+    return (path / "one_step.json").is_file()
 
 
 def looks_like_hub_id(name: str) -> bool:
@@ -263,6 +276,8 @@ def guided_noise(
     """Classifier-free-guided noise prediction in one batched UNet call: ε∅ + w·(ε_c − ε∅)."""
     if uncond is None or guidance_scale == 1.0:
         return unet(latents, t, encoder_hidden_states=cond).sample
+    if torch.is_tensor(t) and t.dim() == 1 and t.numel() == latents.shape[0] > 1:
+        t = torch.cat([t, t])  # one timestep per sample
     both = unet(torch.cat([latents, latents]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
     eps_uncond, eps_cond = both.chunk(2)
     return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
@@ -456,9 +471,12 @@ def generate(
     if len(seeds) != len(prompts):
         raise ValueError("give one seed per prompt")
     kwargs: dict[str, Any] = {"output_type": "pt"}
-    if num_inference_steps is not None:
+    # A one-step generator has no sampler steps and no guidance to set: the settings of a multi-step comparison
+    # (the same call for the teacher and the generator) apply to the teacher only.
+    multi_step = getattr(pipe, "config", {}).get("init_timestep") is None
+    if num_inference_steps is not None and multi_step:
         kwargs["num_inference_steps"] = num_inference_steps
-    if guidance_scale is not None:
+    if guidance_scale is not None and multi_step:
         kwargs["guidance_scale"] = guidance_scale
     out = []
     for start in range(0, len(prompts), batch_size):

@@ -54,7 +54,7 @@ from .world import attribute_labels, canonical, caption, make_dataset
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("judge", "judge_heldout", "vae", "sd", "clip", "gan")
+STAGES = ("judge", "judge_heldout", "vae", "sd", "onestep", "clip", "gan")
 """Default stages, in order. ``judge_heldout`` is the second judge (``toy-heldout``) that the GAN is measured with.
 ``gan_without:<object>`` (e.g. ``gan_without:circle``) is an optional extra stage: the
 GAN recipe on renders without that object, the "retrained without the concept" reference of Ret-FD."""
@@ -588,8 +588,8 @@ def build(
         stages (`tuple[str, ...]`): any of :data:`STAGES`, in order, and ``"gan_without:OBJECT"``.
         seed (`int`, defaults to 0): seed of every stage.
         stage_kwargs (`dict[str, dict]`, *optional*): keyword overrides per stage, e.g. ``{"sd": {"steps": 2}}``
-            (``train_judge``, ``train_vae``, ``train_sd``, ``train_clip``, ``train_gan``); the defaults are the
-            shipped recipe.
+            (``train_judge``, ``train_vae``, ``train_sd``, ``train_onestep``, ``train_clip``, ``train_gan``); the
+            defaults are the shipped recipe.
     """
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(output_dir)
@@ -609,6 +609,10 @@ def build(
             result = train_vae(out, seed=seed, **overrides)
         elif stage == "sd":
             result = train_sd(out, seed=seed, **overrides)
+        elif stage == "onestep":
+            from .build_onestep import train_onestep
+
+            result = train_onestep(out, seed=seed, **overrides)
         elif stage == "clip":
             result = train_clip(out, seed=seed, **overrides)
         elif stage == "gan":

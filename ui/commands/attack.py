@@ -51,7 +51,7 @@ def cmd_attack(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     config = AttackConfig(**dataclass_values(AttackConfig, args))  # bad values fail here, before a model is loaded
 
-    from eval.unlearndiffatk import attack
+    from eval.unlearndiffatk import ONE_STEP_REFUSAL, attack
     from pipelines import open_model
     from pipelines.artifacts import MANIFEST, read_manifest
     from pipelines.errors import ConfigError
@@ -61,7 +61,10 @@ def cmd_attack(argv: Sequence[str]) -> int:
     # the target images unless --base names another model.
     artifact_base = None
     if (Path(args.model) / MANIFEST).exists():
-        base_name = read_manifest(Path(args.model))["base_model"].get("name_or_path")
+        manifest = read_manifest(Path(args.model))
+        if manifest["sampler"] == "one_step":
+            raise ConfigError(ONE_STEP_REFUSAL)
+        base_name = manifest["base_model"].get("name_or_path")
         if not base_name:
             raise ConfigError(f"artifact {args.model} does not name its base model; pass --base")
         artifact_base = open_model(base_name, device=device)
