@@ -267,6 +267,12 @@ class EraseMethod(ABC):
             raise ConfigError(f"{self.name} needs a {self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
 
+    def check(self, model: Any, *, data: EraseData | None = None) -> None:
+        """Raise ``ConfigError`` for inputs only the model can show are wrong (a real model without a required
+        option, say), before anything trains or draws. The CLI calls it before its progress bar;
+        :meth:`erase` calls it too. The default checks nothing."""
+        return None
+
     @abstractmethod
     def erase(self, model: Any, *, data: EraseData | None = None, callback: StepCallback | None = None) -> EraseResult:
         """Run the erasure on ``model`` and return the changed components."""

@@ -314,21 +314,26 @@ class SFD(EraseMethod):
         if cfg.initial_generator is not None:
             one_step = load_one_step(cfg.initial_generator, teacher=pipe)
             return copy.deepcopy(one_step.unet), one_step.init_timestep
-        if not cfg.init_from_teacher:
-            raise ConfigError(
-                "SFD starts from a one-step generator (the official SD recipe: SiD-LSG); pass initial_generator=PATH "
-                "(--initial_generator, a OneStepPipeline folder), or init_from_teacher=True to distil from the "
-                "teacher's UNet"
-            )
         return copy.deepcopy(pipe.unet), cfg.init_timestep
 
-    def erase(self, pipe, *, data: EraseData | None = None, callback: StepCallback | None = None) -> EraseResult:
+    def check(self, pipe, *, data: EraseData | None = None) -> None:
         cfg: SFDConfig = self.config
         if is_one_step(pipe):
             raise ConfigError(
                 "SFD needs the multi-step teacher (a StableDiffusionPipeline), not a one-step generator; pass the "
                 "teacher as the model and the generator as initial_generator"
             )
+        self.prompts(pipe, data)
+        if cfg.initial_generator is None and not cfg.init_from_teacher:
+            raise ConfigError(
+                "SFD starts from a one-step generator (the official SD recipe: SiD-LSG); pass initial_generator=PATH "
+                "(--initial_generator, a OneStepPipeline folder), or init_from_teacher=True to distil from the "
+                "teacher's UNet"
+            )
+
+    def erase(self, pipe, *, data: EraseData | None = None, callback: StepCallback | None = None) -> EraseResult:
+        cfg: SFDConfig = self.config
+        self.check(pipe, data=data)
         device = execution_device(pipe)
         meter = RunMeter(device)
         base = base_identity(pipe)

@@ -126,6 +126,7 @@ def cmd_erase(argv: Sequence[str]) -> int:
     )
 
     data = erase_data_for(config)
+    method(config).check(model, data=data)  # inputs that need the model fail here, before the progress bar
     with ProgressBar(f"{method.name}: erasing '{config.concept}'", unit="step", total=config.max_train_steps) as bar:
         result = method(config).erase(model, data=data, callback=bar)
     if not is_main_process():
@@ -154,7 +155,7 @@ def cmd_erase(argv: Sequence[str]) -> int:
 
 def _grid_progress(model: Any, result: Any, args: argparse.Namespace) -> ProgressBar | nullcontext:
     """A bar for the before/after grid of a diffusion model (or, when there is none to sample, a ``None`` context)."""
-    if result.sampler != "multistep":
+    if result.sampler not in ("multistep", "one_step"):
         return nullcontext()
     from pipelines.artifacts import default_sample_prompts
     from pipelines.sd import sample_grid_defaults
