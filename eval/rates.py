@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -41,11 +42,14 @@ def concept_rates(
     num_inference_steps: int | None = None,
     guidance_scale: float | None = None,
     return_images: bool = False,
+    cache_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """For each ``concept -> prompts`` entry, the fraction of samples in which the judge finds that concept.
 
     Every prompt is sampled with seeds ``0 .. seeds-1`` (the same seeds for every model, so before/after compare
-    like with like).
+    like with like). With ``cache_dir`` the samples are read from (and written to) the on-disk image cache keyed by
+    the model's weights (``pipelines.data.generate_images_cached``), so a base model shared by many runs of a study
+    is sampled once; cached samples are 8-bit, as a saved PNG stores them.
     """
     from pipelines.sd import generate
 
@@ -53,9 +57,18 @@ def concept_rates(
     names = list(prompt_sets)
     prompts = [p for n in names for p in prompt_sets[n] for _ in range(seeds)]
     seed_list = [s for n in names for _ in prompt_sets[n] for s in range(seeds)]
-    images = generate(
-        pipe, prompts, seeds=seed_list, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale
-    )
+    if cache_dir is not None:
+        from pipelines.data import generate_images_cached
+
+        steps, guidance = _call_defaults(pipe, num_inference_steps, guidance_scale)
+        cached = generate_images_cached(
+            pipe, prompts, seed_list, cache_dir, num_inference_steps=steps, guidance_scale=guidance
+        )
+        images = cached.images.float() / 255
+    else:
+        images = generate(
+            pipe, prompts, seeds=seed_list, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale
+        )
     rates, start = {}, 0
     for n in names:
         count = len(prompt_sets[n]) * seeds
@@ -66,6 +79,18 @@ def concept_rates(
     if return_images:
         out["images"] = images
     return out
+
+
+def _call_defaults(pipe, num_inference_steps: int | None, guidance_scale: float | None) -> tuple[int, float]:
+    """The sampler settings a pipeline call would use: the given ones, else the pipeline's ``__call__`` defaults."""
+    import inspect
+
+    parameters = inspect.signature(type(pipe).__call__).parameters
+    if num_inference_steps is None:
+        num_inference_steps = parameters["num_inference_steps"].default
+    if guidance_scale is None:
+        guidance_scale = parameters["guidance_scale"].default
+    return int(num_inference_steps), float(guidance_scale)
 
 
 def erasure_rates(

@@ -538,7 +538,9 @@ def _open(model: Any, base: Any, device: str | None) -> tuple[Any, Any, str, str
     return model, base, erased_name, base_name, manifest
 
 
-def _generate_sets(pipe, sets: Mapping[str, Sequence[str]], judge: Judge, seeds: int, sampler: dict[str, Any]):
+def _generate_sets(
+    pipe, sets: Mapping[str, Sequence[str]], judge: Judge, seeds: int, sampler: dict[str, Any], cache_dir=None
+):
     """Rates and images per set, through eval.rates.concept_rates; images keyed by (prompt, seed)."""
     from .rates import concept_rates
 
@@ -550,6 +552,7 @@ def _generate_sets(pipe, sets: Mapping[str, Sequence[str]], judge: Judge, seeds:
         num_inference_steps=sampler["num_inference_steps"],
         guidance_scale=sampler["guidance_scale"],
         return_images=True,
+        cache_dir=cache_dir,
     )
     keys = [(name, prompt, seed) for name in sets for prompt in sets[name] for seed in range(seeds)]
     if len(keys) != len(out["images"]):  # concept_rates samples prompt-major with seeds 0..seeds-1
@@ -588,6 +591,9 @@ class ScorecardConfig:
         inception_weights: InceptionV3 weights file for ``fid_features="inception"``.
         device: device for models loaded from names and for the metrics.
         output_dir (*optional*): if given, :meth:`Scorecard.save` writes the report there.
+        cache_dir (*optional*): an image cache folder for the base model's samples (``pipelines.data``'s cache,
+            keyed by the model's weights): scorecards of many erased models against one base (a batch study) sample
+            the base once. Cached samples are 8-bit.
     """
 
     prompts: Sequence[str] | str | os.PathLike | None = field(
@@ -652,6 +658,13 @@ class ScorecardConfig:
     )
     output_dir: str | os.PathLike | None = field(
         default=None, metadata={"help": "Where to write the scorecard (command line default: runs/eval-NAME)."}
+    )
+    cache_dir: str | os.PathLike | None = field(
+        default=None,
+        metadata={
+            "help": "Cache of the base model's samples (8-bit PNGs keyed by its weights), shared by every scorecard "
+            "that names the same folder (batch studies); none samples afresh."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -802,11 +815,12 @@ def scorecard(
     n_para = sum(len(v) for v in paraphrase_sets.values()) * seeds
     for role, pipe in models.items():
         stage(f"sampling {role}", images=n_main + n_para, seeds=seeds)
-        rates[role], keys, main_images[role] = _generate_sets(pipe, sets, judge, seeds, sampler)
+        cache = cfg.cache_dir if role == "base" else None  # the erased model is new in every scorecard
+        rates[role], keys, main_images[role] = _generate_sets(pipe, sets, judge, seeds, sampler, cache)
         for (_, prompt, seed), image in zip(keys, main_images[role]):
             images[role][(prompt, seed)] = image
         for label, group in paraphrase_sets.items():
-            group_rates, group_keys, group_images = _generate_sets(pipe, {value: group}, judge, seeds, sampler)
+            group_rates, group_keys, group_images = _generate_sets(pipe, {value: group}, judge, seeds, sampler, cache)
             paraphrase_rates[role][label] = group_rates[value]
             for (_, prompt, seed), image in zip(group_keys, group_images):
                 images[role][(prompt, seed)] = image

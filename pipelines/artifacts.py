@@ -396,7 +396,8 @@ def model_card(manifest: dict[str, Any]) -> str:
         ]
     if kind == "generator":
         lines += [
-            "A one-step generator: `apply_artifact` returns a `OneStepPipeline` (`pipe(prompt).images`, one UNet call).",
+            "A one-step generator: `apply_artifact` returns a `OneStepPipeline` (`pipe(prompt).images`, one UNet",
+            "call).",
             "The generator is a plain `UNet2DConditionModel` folder (`generator/`); it samples at timestep "
             f"{manifest['components']['generator']['init_timestep']} with the base model's VAE and text encoder.",
             "",

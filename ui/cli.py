@@ -6,6 +6,8 @@ erasure-studio erase METHOD --concept star [--preset paper] [--pretrained_model_
 erasure-studio sample ARTIFACT_OR_MODEL --prompt "a red star" --seed 0 1 2 [--output_dir DIR]
 erasure-studio attack ARTIFACT_OR_MODEL --prompts toy:star [--config configs/attack/unlearndiffatk-object.json]
 erasure-studio eval ARTIFACT_OR_MODEL [--base ...] [--attack_report FILE]
+erasure-studio run JOBS.yaml --output_dir study/ [--executor local|slurm|ray] [--max_parallel N] [--dry_run]
+erasure-studio report study/
 erasure-studio demo
 erasure-studio toy build | toy grid
 ```
@@ -31,6 +33,8 @@ from ui.commands.demo import cmd_demo
 from ui.commands.erase import cmd_erase
 from ui.commands.eval import cmd_eval
 from ui.commands.methods import cmd_methods
+from ui.commands.report import cmd_report
+from ui.commands.run import cmd_run
 from ui.commands.sample import cmd_sample
 from ui.commands.toy import cmd_toy
 
@@ -42,6 +46,8 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "sample": (cmd_sample, "Generate images from a model or an artifact folder."),
     "attack": (cmd_attack, "Attack an erased model with adversarial prompts (UnlearnDiffAtk): pre-ASR and ASR."),
     "eval": (cmd_eval, "Score an erased model against its base: forget/retain rates, UA/IRA/CRA, CLIP, FID, ASR."),
+    "run": (cmd_run, "Run a batch study from a job file (resumable) and write its leaderboard."),
+    "report": (cmd_report, "Write a study's leaderboard (Markdown, CSV, plots) from its results."),
     "demo": (cmd_demo, "Open the Erasure Studio in the browser."),
     "toy": (cmd_toy, "Rebuild the bundled toy world, or draw a sample grid of a model."),
 }

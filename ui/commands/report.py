@@ -1,0 +1,23 @@
+"""``erasure-studio report study/``: write a study's leaderboard (``leaderboard.md``, ``leaderboard.csv``, plots)
+from its ``results.jsonl``. ``erasure-studio run`` does this at the end of every call too."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .common import PROG, Parser
+
+
+def cmd_report(argv: Sequence[str]) -> int:
+    parser = Parser(
+        prog=f"{PROG} report",
+        description="Write leaderboard.md, leaderboard.csv, forget_vs_retain.png and asr.png for a study folder.",
+    )
+    parser.add_argument("study", help="The study folder (the --output_dir of erasure-studio run).")
+    args = parser.parse_args(list(argv))
+    from eval.study import write_leaderboard
+
+    board = write_leaderboard(args.study)
+    print(board.to_markdown().split("## Backends")[0].rstrip())
+    print(f"\n  leaderboard  {args.study}/leaderboard.md ({len(board.rows)} rows, {len(board.failed)} failed runs)")
+    return 0
