@@ -145,14 +145,14 @@ def test_the_shipped_one_step_generator_loads_and_draws_what_it_is_asked(toy_jud
 
 @pytest.fixture(scope="module")
 def sfd_star_rates(toy_pipe, toy_judge):
-    """SFD (toy preset) forgetting "star" and its control (forget weight 0), same steps and seed; star rates of
+    """SFD (toy preset, 50 steps) forgetting "star" and its control (forget weight 0), same steps and seed; rates of
     both on 8 seeds x 6 colours (one-step sampling is cheap), every other object's rate beside them."""
     from eval.rates import concept_rates, toy_prompt_sets
 
     prompt_sets = toy_prompt_sets("star")
     rates = {}
     for name, overrides in (("sfd", {}), ("control", {"forget_weight": 0.0})):
-        result = erasure.erase("sfd", toy_pipe, concept="star", preset="toy", seed=0, **overrides)
+        result = erasure.erase("sfd", toy_pipe, concept="star", preset="toy", seed=0, max_train_steps=50, **overrides)
         rates[name] = concept_rates(result.apply(toy_pipe), prompt_sets, toy_judge, seeds=8)["rates"]
     rates["one_step"] = concept_rates(load_one_step("toy"), prompt_sets, toy_judge, seeds=8)["rates"]
     return rates
