@@ -65,9 +65,12 @@ def worker(variant: str, steps: int, memory_limit_gb: float) -> dict[str, Any]:
             **VARIANTS[variant],
         )
         out["fits"] = True
-    except MemoryError:
+    except (MemoryError, RuntimeError) as err:  # torch's CPU allocator raises RuntimeError("can't allocate memory")
+        if isinstance(err, RuntimeError) and "allocate memory" not in str(err):
+            raise
         out["fits"] = False
         out["failed_after_iterations"] = len(stamps)
+        out["error"] = str(err).splitlines()[-1][-200:]
     per_step = [b - a for a, b in zip(stamps, stamps[1:])]
     out.update(
         {
