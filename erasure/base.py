@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from pipelines.checks import check_field_types
 from pipelines.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,9 @@ class EraseConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` (a ``ValueError``) naming the bad field and the fix."""
+        if isinstance(self.concept, str) and not self.concept.strip():
+            raise ConfigError("concept is empty: name the concept to erase, e.g. concept='star' (--concept star)")
+        check_field_types(self, owner=self.method or type(self).__name__)
         if not isinstance(self.concept, str) or not self.concept.strip():
             raise ConfigError("concept is empty: name the concept to erase, e.g. concept='star' (--concept star)")
         self.concept = self.concept.strip()

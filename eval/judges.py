@@ -597,12 +597,16 @@ class ImageNetJudge(Judge):
             model = torchvision.models.get_model(arch, weights=None)
         except ValueError as err:
             raise ConfigError(f"unknown torchvision architecture {arch!r}; e.g. resnet50, resnet18, vit_b_16") from err
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+        from pipelines.checks import check_weights_file, loading
 
-            state = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        check_weights_file(path, what=f"a torchvision {arch} state dict")
+        with loading(path, what=f"torchvision {arch} state dict", expected=".pth or .safetensors of its state dict"):
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                state = load_file(path)
+            else:
+                state = torch.load(path, map_location="cpu", weights_only=True)
         try:
             model.load_state_dict(_unwrap_state_dict(state))
         except RuntimeError as err:
@@ -612,7 +616,11 @@ class ImageNetJudge(Judge):
     def _load_hf(self, folder: Path) -> torch.nn.Module:
         from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-        model = AutoModelForImageClassification.from_pretrained(folder, local_files_only=True)
+        from pipelines.checks import check_weights_folder, loading
+
+        check_weights_folder(folder, what="image-classification")
+        with loading(folder, what="image classifier", expected="a Hugging Face image-classification folder"):
+            model = AutoModelForImageClassification.from_pretrained(folder, local_files_only=True)
         if model.config.num_labels != 1000:
             raise ConfigError(
                 f"{folder} classifies {model.config.num_labels} classes, not ImageNet-1k's 1000; "
@@ -734,9 +742,13 @@ class ClassifierJudge(Judge):
             )
         from transformers import AutoImageProcessor, AutoModelForImageClassification
 
+        from pipelines.checks import check_weights_folder, loading
+
         self.path = folder
-        self.model = AutoModelForImageClassification.from_pretrained(folder, local_files_only=True)
-        self.processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+        check_weights_folder(folder, what="image-classification")
+        with loading(folder, what="image classifier", expected="a Hugging Face image-classification folder"):
+            self.model = AutoModelForImageClassification.from_pretrained(folder, local_files_only=True)
+            self.processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
         self.device = torch.device(device)
         self.model.eval().requires_grad_(False).to(self.device)
         self.batch_size = int(batch_size)
@@ -879,11 +891,14 @@ class CLIPJudge(Judge):
     def _load_transformers(self, folder: Path) -> None:
         from transformers import CLIPModel, CLIPProcessor
 
+        from pipelines.checks import check_weights_folder, loading
         from pipelines.sd import check_tokenizer
 
         self.folder = folder
-        self.model = CLIPModel.from_pretrained(folder, local_files_only=True)
-        self.processor = CLIPProcessor.from_pretrained(folder, local_files_only=True)
+        check_weights_folder(folder, what="CLIP")
+        with loading(folder, what="CLIP model", expected="a transformers CLIPModel folder with its processor"):
+            self.model = CLIPModel.from_pretrained(folder, local_files_only=True)
+            self.processor = CLIPProcessor.from_pretrained(folder, local_files_only=True)
         # Offline loads can silently produce a 2-token tokenizer; refuse it rather than judge with it.
         check_tokenizer(self.processor.tokenizer, str(folder))
 

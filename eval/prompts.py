@@ -154,6 +154,11 @@ def read_prompts_csv(path: str | os.PathLike, *, name: str | None = None) -> Pro
         ConfigError: when the file has no ``prompt`` column or a seed or guidance is not a number.
     """
     path = Path(path)
+    try:
+        with path.open("rb") as raw:
+            raw.read(1 << 16).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a UTF-8 text CSV; save the prompt set as UTF-8 CSV") from None
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         columns = list(reader.fieldnames or [])
@@ -169,6 +174,8 @@ def read_prompts_csv(path: str | os.PathLike, *, name: str | None = None) -> Pro
         rows = []
         for line, record in enumerate(reader, start=2):
             where = f"{path}, line {line}"
+            if not (record["prompt"] or "").strip():
+                raise ConfigError(f"{where}: the prompt is empty; write a prompt or delete the line")
             concept = (record.get("concept") or "").strip() or None
             rows.append(
                 PromptRow(
@@ -181,6 +188,8 @@ def read_prompts_csv(path: str | os.PathLike, *, name: str | None = None) -> Pro
                     extra={c: record[c] or "" for c in extra_columns},
                 )
             )
+    if not rows:
+        raise ConfigError(f"{path} has a header but no prompt rows; add at least one prompt (one per line)")
     return PromptSet(rows=rows, name=name or path.stem)
 
 

@@ -146,6 +146,9 @@ class AttackConfig:
     seed: int = field(default=0, metadata={"help": "Seed of the token draws and the noise ε of the attack."})
 
     def __post_init__(self) -> None:
+        from pipelines.checks import check_field_types
+
+        check_field_types(self, owner="the attack")
         if self.method not in ("unlearndiffatk", "none"):
             raise ConfigError(f"unknown attack {self.method!r}; choose 'unlearndiffatk' or 'none'")
         if self.schedule not in ("faithful", "fast"):
@@ -160,6 +163,13 @@ class AttackConfig:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0 or self.weight_decay < 0:
+            raise ConfigError(
+                f"learning_rate must be positive and weight_decay 0 or more, got {self.learning_rate} and "
+                f"{self.weight_decay}"
+            )
+        if self.num_inference_steps is not None and self.num_inference_steps < 1:
+            raise ConfigError(f"num_inference_steps must be at least 1 (or unset), got {self.num_inference_steps}")
 
     def sampled_timesteps(self, num_train_timesteps: int = 1000) -> list[int]:
         """The official schedule: n evenly spaced timesteps starting at T/(2n)."""
@@ -753,6 +763,8 @@ def attack(
     judge = load_judge(judge)
     prompt_set = prompts if isinstance(prompts, PromptSet) else _as_prompt_set(prompts, concept)
     rows = list(prompt_set.rows)
+    if not rows:
+        raise ConfigError("the prompt set is empty; give at least one prompt to attack")
     concepts = [concept or r.concept for r in rows]
     if any(not c for c in concepts):
         raise ConfigError("some prompts have no concept: pass concept=... or add a 'concept' column to the CSV")
@@ -809,6 +821,8 @@ def attack(
 
 def _as_prompt_set(prompts, concept: str | None) -> PromptSet:
     if isinstance(prompts, (list, tuple)):
+        if any(not isinstance(p, str) or not p.strip() for p in prompts):
+            raise ConfigError("every prompt must be a non-empty string; remove the empty ones")
         rows = [PromptRow(prompt=p, seed=i, guidance=7.5, concept=concept or "") for i, p in enumerate(prompts)]
         return PromptSet(rows)
     return load_prompts(prompts)
@@ -830,7 +844,10 @@ def _read_records(out: Path | None) -> dict[int, AttackRecord]:
     for path in sorted(out.glob("records.rank*.jsonl")):
         for line in path.read_text().splitlines():
             if line.strip():
-                data = json.loads(line)
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # the last line of a run killed mid-write: that prompt runs again
                 records[data["index"]] = AttackRecord(**data)
     return records
 

@@ -433,12 +433,15 @@ def read_manifest(path: str | os.PathLike, *, verify: bool = True) -> dict[str, 
         manifest = json.loads(manifest_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ArtifactError(f"{manifest_path} is not valid JSON ({err}); the artifact is corrupted") from err
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{manifest_path} does not hold a JSON object; the artifact is corrupted")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise ArtifactError(
             f"{path} uses artifact format version {version!r}, but this Erasure Studio reads version "
             f"{FORMAT_VERSION}; upgrade or downgrade erasure-studio to match"
         )
+    check_manifest_paths(path, manifest)
     if verify:
         for rel, expected in manifest.get("files", {}).items():
             file = path / rel
@@ -452,6 +455,40 @@ def read_manifest(path: str | os.PathLike, *, verify: bool = True) -> dict[str, 
                     "re-create or re-download the artifact"
                 )
     return manifest
+
+
+def check_manifest_paths(path: str | os.PathLike, manifest: Any) -> None:
+    """Refuse a manifest that names any path outside its artifact folder, before a single file is opened.
+
+    Every key of ``files`` and every ``file`` / ``folder`` of ``components`` must be a relative path without ``..``
+    that resolves (symlinks followed) inside ``path``; the fields the loaders read must have the right types.
+
+    Raises:
+        ArtifactError: the manifest is malformed or names a path outside the folder (a tampered artifact).
+    """
+    from .checks import confined
+
+    path = Path(path)
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path / MANIFEST} does not hold a JSON object; the artifact is corrupted")
+    files = manifest.get("files", {})
+    components = manifest.get("components", {})
+    if not isinstance(files, dict) or not isinstance(components, dict):
+        raise ArtifactError(f"{path / MANIFEST} has malformed 'files' or 'components'; the artifact is corrupted")
+    for rel in files:
+        confined(path, rel, what="file")
+    for name, info in components.items():
+        if not isinstance(info, dict):
+            raise ArtifactError(f"{path / MANIFEST} has a malformed component {name!r}; the artifact is corrupted")
+        for key in ("file", "folder"):
+            if key in info:
+                confined(path, info[key], what=f"{name} {key}")
+    for key, kind in (("artifact_kind", str), ("sampler", str), ("base_model", dict)):
+        if key in manifest and not isinstance(manifest[key], kind):
+            raise ArtifactError(f"{path / MANIFEST} has a malformed {key!r}; the artifact is corrupted")
+    for fixed in ("text_encoder", "unet", "generator", *(_COMPONENT_FILES.values())):
+        if (path / fixed).exists() or (path / fixed).is_symlink():
+            confined(path, fixed, what="component")
 
 
 def check_base(manifest: dict[str, Any], model: Any, *, allow_other_base: bool = False) -> None:

@@ -25,6 +25,10 @@ class ArtifactError(StudioError, ValueError):
     """An artifact folder is missing, tampered with, of an unknown format, or made for another base model."""
 
 
+class NotAModelError(StudioError, ValueError):
+    """A path exists but holds no loadable model: a text or truncated weights file, a folder missing components."""
+
+
 class MissingDependencyError(StudioError, ImportError):
     """An optional dependency (an extra) is not installed."""
 

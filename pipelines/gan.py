@@ -39,6 +39,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from .checks import check_safetensors
 from .errors import ArtifactError, ConfigError, ModelNotFoundError
 from .stylegan2 import Discriminator, Generator, infer_discriminator_config, infer_generator_config
 
@@ -259,9 +260,13 @@ def load_bundle_folder(folder: str | os.PathLike, *, name_or_path: str | None = 
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as err:
         raise ArtifactError(f"{config_path} is not valid JSON ({err}); re-create the bundle folder") from err
+    if not isinstance(config, dict) or not isinstance(config.get("generator"), dict):
+        raise ArtifactError(f"{config_path} has no 'generator' config; re-create the bundle folder (gan.save_bundle)")
+    check_safetensors(folder / GENERATOR_FILE, what="StyleGAN2 generator weights")
     generator = _build(Generator, config["generator"], load_file(folder / GENERATOR_FILE), str(folder))
     discriminator = None
     if config.get("discriminator") and (folder / DISCRIMINATOR_FILE).is_file():
+        check_safetensors(folder / DISCRIMINATOR_FILE, what="StyleGAN2 discriminator weights")
         discriminator = _build(
             Discriminator, config["discriminator"], load_file(folder / DISCRIMINATOR_FILE), str(folder)
         )
@@ -273,6 +278,7 @@ def load_bundle_folder(folder: str | os.PathLike, *, name_or_path: str | None = 
 def load_safetensors_generator(path: str | os.PathLike) -> GANBundle:
     """Load generator weights from one ``.safetensors`` file (config: header, JSON beside it, or tensor shapes)."""
     path = Path(path)
+    check_safetensors(path, what="StyleGAN2 generator weights")
     with safe_open(str(path), framework="pt") as handle:
         header = handle.metadata() or {}
     state = load_file(path)
@@ -456,10 +462,13 @@ def apply_generator(bundle: GANBundle, artifact_path: str | os.PathLike, manifes
     info = manifest.get("components", {}).get("generator")
     if not info or "file" not in info:
         raise ArtifactError(f"{artifact_path} lists no generator file in its manifest; the artifact is inconsistent")
-    file = artifact_path / info["file"]
+    from .checks import confined
+
+    file = confined(artifact_path, info["file"], what="generator file")
     if not file.is_file():
         raise ArtifactError(f"{file.name} is missing from {artifact_path}; restore it or re-create the artifact")
     config = info.get("config")
+    check_safetensors(file, what="StyleGAN2 generator weights")
     if config is None:
         with safe_open(str(file), framework="pt") as handle:
             config = json.loads((handle.metadata() or {}).get("config", "null"))

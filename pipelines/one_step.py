@@ -32,7 +32,7 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from .errors import ConfigError, ModelNotFoundError
+from .errors import ConfigError, ModelNotFoundError, NotAModelError
 from .sd import _alpha_bar, encode_prompts, eps_to_x0, guided_noise
 
 DEFAULT_INIT_TIMESTEP = 625
@@ -239,10 +239,15 @@ def load_one_step(
         )
     if not path.is_dir():
         raise ModelNotFoundError(f"one-step generator folder {path} does not exist; check the path")
+    from .checks import check_pipeline_folder, check_weights_folder, loading
+
+    expected = f"a OneStepPipeline folder (model_index.json) or generator/ with {ONE_STEP_CONFIG}"
     if (path / "model_index.json").is_file():
-        pipe = OneStepPipeline.from_pretrained(
-            path, local_files_only=True, **({"torch_dtype": dtype} if dtype else {})
-        )
+        check_pipeline_folder(path, what="one-step pipeline")
+        with loading(path, what="one-step generator", expected=expected):
+            pipe = OneStepPipeline.from_pretrained(
+                path, local_files_only=True, **({"torch_dtype": dtype} if dtype else {})
+            )
         pipe.set_progress_bar_config(disable=True)
         pipe.studio_source = {"name_or_path": str(path.resolve()), "revision": None}
         return pipe.to(device) if device is not None else pipe
@@ -251,15 +256,24 @@ def load_one_step(
             f"{path} is not a one-step generator: it needs model_index.json (OneStepPipeline.save_pretrained) or "
             f"generator/ with {ONE_STEP_CONFIG}"
         )
-    info = json.loads((path / ONE_STEP_CONFIG).read_text())
+    try:
+        info = json.loads((path / ONE_STEP_CONFIG).read_text())
+        init_timestep = int(info["init_timestep"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise NotAModelError(
+            f"{path / ONE_STEP_CONFIG} is not a valid one-step config; it needs a JSON object with an integer "
+            "init_timestep (and teacher)"
+        ) from None
+    check_weights_folder(path / "generator", what="one-step generator UNet")
     if teacher is None:
         if "teacher" not in info:
             raise ConfigError(f"{path / ONE_STEP_CONFIG} names no teacher; pass teacher=")
         teacher = load_sd(info["teacher"], dtype=dtype)
-    unet = UNet2DConditionModel.from_pretrained(
-        path / "generator", use_safetensors=True, torch_dtype=dtype or teacher.unet.dtype
-    ).eval()
-    pipe = one_step_from_teacher(teacher, unet, int(info["init_timestep"]))
+    with loading(path / "generator", what="one-step generator UNet", expected=expected):
+        unet = UNet2DConditionModel.from_pretrained(
+            path / "generator", use_safetensors=True, torch_dtype=dtype or teacher.unet.dtype
+        ).eval()
+    pipe = one_step_from_teacher(teacher, unet, init_timestep)
     if name == "toy":
         pipe.studio_source = {"name_or_path": "toy-onestep", "revision": None}
     return pipe.to(device) if device is not None else pipe

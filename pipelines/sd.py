@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .checks import check_pipeline_folder, check_weights_file, loading
 from .errors import ModelNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -110,28 +111,39 @@ def load_sd(
         from .one_step import load_one_step
 
         return load_one_step("toy" if name == "toy-onestep" else path, device=device, dtype=dtype)
+    expected = (
+        "a diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) or a complete "
+        "single-file .safetensors/.ckpt Stable Diffusion v1.x checkpoint"
+    )
     if name == "toy":
         source = {"name_or_path": "toy", "revision": None}
-        pipe = StableDiffusionPipeline.from_pretrained(toy_path("sd"), local_files_only=True, **kwargs)
+        with loading("the toy model", what="Stable Diffusion pipeline", expected=expected):
+            pipe = StableDiffusionPipeline.from_pretrained(toy_path("sd"), local_files_only=True, **kwargs)
     elif path.is_dir():
         if not (path / "model_index.json").exists():
             raise ModelNotFoundError(
                 f"{path} is a folder but not a diffusers pipeline (no model_index.json); "
                 "point at the folder that holds model_index.json, or at a single .safetensors file"
             )
+        check_pipeline_folder(path)
         source = {"name_or_path": str(path.resolve()), "revision": None}
-        pipe = StableDiffusionPipeline.from_pretrained(path, local_files_only=True, **kwargs)
+        with loading(path, what="Stable Diffusion pipeline", expected=expected):
+            pipe = StableDiffusionPipeline.from_pretrained(path, local_files_only=True, **kwargs)
     elif path.suffix in _SINGLE_FILE_SUFFIXES or path.exists():
         if not path.is_file():
             raise ModelNotFoundError(f"model file {path} does not exist; check the path")
         if path.suffix not in _SINGLE_FILE_SUFFIXES:
             raise ModelNotFoundError(f"{path} is not a .safetensors or .ckpt checkpoint nor a diffusers folder")
+        check_weights_file(path, what="a Stable Diffusion v1.x checkpoint")
         source = {"name_or_path": str(path.resolve()), "revision": None}
-        pipe = StableDiffusionPipeline.from_single_file(str(path), local_files_only=True, **kwargs)
+        with loading(path, what="Stable Diffusion checkpoint", expected=expected):
+            pipe = StableDiffusionPipeline.from_single_file(str(path), local_files_only=True, **kwargs)
     elif looks_like_hub_id(name):
         source = {"name_or_path": name, "revision": revision}
         folder = _cached_snapshot(name, revision)
-        pipe = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True, **kwargs)
+        check_pipeline_folder(folder)
+        with loading(name, what="Stable Diffusion pipeline", expected=expected):
+            pipe = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True, **kwargs)
     else:
         raise ModelNotFoundError(
             f"model {name!r} not found: it is not 'toy', an existing folder, a .safetensors/.ckpt file, or a hub id"
@@ -147,6 +159,7 @@ def load_sd(
 def _is_one_step_folder(path: Path) -> bool:
     index = path / "model_index.json"
     if index.is_file():
+        check_pipeline_folder(path)  # an unreadable model_index.json is refused here, in one line
         return json.loads(index.read_text()).get("_class_name") == "OneStepPipeline"
     return (path / "one_step.json").is_file()
 

@@ -51,11 +51,17 @@ def cmd_attack(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     config = AttackConfig(**dataclass_values(AttackConfig, args))  # bad values fail here, before a model is loaded
 
+    from eval.prompts import load_prompts
     from eval.unlearndiffatk import ONE_STEP_REFUSAL, attack
     from pipelines import open_model
     from pipelines.artifacts import MANIFEST, read_manifest
     from pipelines.errors import ConfigError
 
+    # Every input is checked before a model loads: the prompt set (an empty one, or rows without a concept, fail
+    # here), then the artifact's manifest; only then do models load and the progress bar start.
+    prompt_set = load_prompts(args.prompts)
+    if not args.concept and any(not row.concept for row in prompt_set):
+        raise ConfigError(f"some prompts of {args.prompts} have no concept: pass --concept or add a 'concept' column")
     device = args.device or default_device()
     # An artifact's base is loaded once: the victim is the base with the erased part in, and the same base renders
     # the target images unless --base names another model.
@@ -75,7 +81,7 @@ def cmd_attack(argv: Sequence[str]) -> int:
     with ProgressBar(f"{config.method} on {args.prompts}", unit="prompt") as bar:
         report = attack(
             victim,
-            args.prompts,
+            prompt_set,
             args.judge,
             base=base,
             concept=args.concept,

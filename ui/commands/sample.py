@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import PROG, Parser, default_device
+from .common import PROG, Parser, UsageError, default_device
 
 
 def cmd_sample(argv: Sequence[str]) -> int:
@@ -20,6 +21,12 @@ def cmd_sample(argv: Sequence[str]) -> int:
     parser.add_argument("--allow_other_base", action="store_true", help="Apply an artifact to another base model.")
     parser.add_argument("--device", default=None)
     args = parser.parse_args(list(argv))
+    if any(not p.strip() for p in args.prompt):
+        raise UsageError("--prompt got an empty prompt; give each prompt some text")
+    if args.num_inference_steps is not None and args.num_inference_steps < 1:
+        raise UsageError(f"--num_inference_steps must be at least 1, got {args.num_inference_steps}")
+    if args.guidance_scale is not None and not math.isfinite(args.guidance_scale):
+        raise UsageError(f"--guidance_scale must be a finite number, got {args.guidance_scale}")
 
     from pipelines import open_model
     from pipelines.data import slugify
