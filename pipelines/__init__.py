@@ -5,16 +5,19 @@ The lowest layer: ``erasure`` and ``gan`` (the methods), ``eval`` and ``ui`` bui
 
 from .artifacts import apply_artifact, apply_result, read_manifest
 from .errors import ArtifactError, ConfigError, ModelNotFoundError, StudioError
+from .export import ExportReport, export
 from .models import open_model
 from .sd import generate, load_sd
 
 __all__ = [
     "ArtifactError",
     "ConfigError",
+    "ExportReport",
     "ModelNotFoundError",
     "StudioError",
     "apply_artifact",
     "apply_result",
+    "export",
     "generate",
     "load_sd",
     "open_model",

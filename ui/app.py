@@ -22,7 +22,8 @@ Tabs:
   synonyms) and other concepts, and the judge's verdict on every image.
 - **Attack**: UnlearnDiffAtk on one prompt against the erased model (a short schedule by default, for a CPU).
 - **Score**: the scorecard of :mod:`eval.scorecard` (leaderboard columns, rates chart, JSON).
-- **Artifacts**: download the current artifact folder as a zip; load an earlier artifact folder.
+- **Artifacts**: download the current artifact folder as a zip; load an earlier artifact folder; export it as a
+  merged diffusers folder, a single-file checkpoint or a LoRA.
 
 This module holds the layout only: each event is a thin closure around a handler of :mod:`ui.studio`, where the
 state (:class:`~ui.studio.Studio`, :class:`~ui.studio.Session`) and the handlers live, tested without a server.
@@ -43,6 +44,7 @@ from .studio import (
     STYLEGAN2,
     Studio,
     current_artifact,
+    export_artifact,
     fitting_preset,
     import_gradio,
     load_artifact,
@@ -255,6 +257,20 @@ def build_demo(
             with gr.Row():
                 load_samples = gr.Image(label="Before / after samples", type="pil")
                 load_loss = gr.Image(label="Loss", type="pil")
+            gr.Markdown("**Export** the current artifact where people use Stable Diffusion.")
+            with gr.Row():
+                export_format = gr.Radio(
+                    ["diffusers", "single-file", "lora"],
+                    value="diffusers",
+                    label="Format",
+                    info="diffusers: a from_pretrained folder; single-file: one checkpoint for from_single_file, "
+                    "ComfyUI, A1111; lora: the erasure as a LoRA (load_lora_weights)",
+                )
+                export_rank = gr.Number(value=4, precision=0, minimum=1, label="LoRA rank")
+                export_dtype = gr.Dropdown(["fp32", "fp16", "bf16"], value="fp32", label="Dtype")
+                export_btn = gr.Button("Export", elem_id="export-button")
+            export_file = gr.File(label="Export", interactive=False)
+            export_status = gr.Markdown(elem_id="export-status")
 
         # -------------------------------------------------- events (thin closures around the module-level handlers)
 
@@ -350,6 +366,12 @@ def build_demo(
         )
 
         zip_btn.click(lambda s: zip_artifact(studio, s), session, [zip_file, zip_status], api_name="zip_artifact")
+        export_btn.click(
+            lambda s, f, r, d: export_artifact(studio, s, f, r, d),
+            [session, export_format, export_rank, export_dtype],
+            [export_file, export_status],
+            api_name="export_artifact",
+        )
 
         def _load(session_state, path):
             return load_artifact(studio, session_state, path)

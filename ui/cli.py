@@ -8,6 +8,7 @@ erasure-studio attack ARTIFACT_OR_MODEL --prompts toy:star [--config configs/att
 erasure-studio eval ARTIFACT_OR_MODEL [--base ...] [--attack_report FILE]
 erasure-studio run JOBS.yaml --output_dir study/ [--executor local|slurm|ray] [--max_parallel N] [--dry_run]
 erasure-studio report study/
+erasure-studio export ARTIFACT --format diffusers|single-file|lora --output PATH [--rank 4] [--dtype fp16]
 erasure-studio demo
 erasure-studio toy build | toy grid
 ```
@@ -32,13 +33,14 @@ from ui.commands.common import PROG, UsageError
 from ui.commands.demo import cmd_demo
 from ui.commands.erase import cmd_erase
 from ui.commands.eval import cmd_eval
+from ui.commands.export import cmd_export
 from ui.commands.methods import cmd_methods
 from ui.commands.report import cmd_report
 from ui.commands.run import cmd_run
 from ui.commands.sample import cmd_sample
 from ui.commands.toy import cmd_toy
 
-__all__ = ["COMMANDS", "PROG", "UsageError", "main"]
+__all__ = ["COMMANDS", "PROG", "Terminated", "UsageError", "main"]
 
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "methods": (cmd_methods, "List the registered erasure methods."),
@@ -47,11 +49,48 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "attack": (cmd_attack, "Attack an erased model with adversarial prompts (UnlearnDiffAtk): pre-ASR and ASR."),
     "eval": (cmd_eval, "Score an erased model against its base: forget/retain rates, UA/IRA/CRA, CLIP, FID, ASR."),
     "run": (cmd_run, "Run a batch study from a job file (resumable) and write its leaderboard."),
+    "export": (cmd_export, "Export an artifact: a merged diffusers folder, a single-file checkpoint, or a LoRA."),
     "report": (cmd_report, "Write a study's leaderboard (Markdown, CSV, plots) from its results."),
     "demo": (cmd_demo, "Open the Erasure Studio in the browser."),
     "toy": (cmd_toy, "Rebuild the bundled toy world, or draw a sample grid of a model."),
 }
 """Every command: name -> (function of the arguments after the name returning the exit status, one-line summary)."""
+
+
+INTERRUPT_NOTE = (
+    "no half-written artifact was left; finished attack prompts and study runs are kept, so re-running the same "
+    "command resumes"
+)
+"""What an interrupted command has kept, printed after ``interrupted`` / ``terminated`` (exit status 130 / 143)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same cleanup runs (staging folders removed, files closed)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+def _terminate_as_interrupt() -> object:
+    """Turn SIGTERM into :class:`Terminated` in the main thread; returns the previous handler (``None`` when the
+    handler could not be set, e.g. outside the main thread)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # pragma: no cover - not the main interpreter
+        return None
+
+
+def _restore_terminate(previous: object) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_help() -> None:
@@ -99,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     quiet_libraries()
     command, rest = argv[0], argv[1:]
+    previous = _terminate_as_interrupt()
     try:
         if command not in COMMANDS:
             raise UsageError(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
@@ -107,9 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StudioError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         code = 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; nothing was saved", file=sys.stderr)
-        code = 130
+    except KeyboardInterrupt as err:
+        code = 143 if isinstance(err, Terminated) else 130
+        print(f"{PROG}: {'terminated' if code == 143 else 'interrupted'}; {INTERRUPT_NOTE}", file=sys.stderr)
+    finally:
+        _restore_terminate(previous)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         _finish_distributed(code)
     return code

@@ -996,6 +996,58 @@ def load_artifact(studio: Studio, session: Session, path: str | None) -> LoadUpd
         studio.lock.release()
 
 
+EXPORT_FORMATS = ("diffusers", "single-file", "lora")
+
+
+def export_artifact(
+    studio: Studio, session: Session, format: str, rank: Any = 4, dtype: str = "fp32"
+) -> tuple[str, str]:
+    """Export the current artifact (``pipelines.export``) and offer it for download. Returns ``(file, status)``.
+
+    A diffusers folder or a LoRA folder is zipped; a single-file checkpoint is offered as it is. The export's model
+    card (in the zip, or beside the checkpoint) names the source artifact and its scorecard numbers.
+    """
+    if session.artifact_dir is None:
+        raise user_error("There is no artifact to export yet: run an erasure, or load an artifact folder.")
+    if format not in EXPORT_FORMATS:
+        raise user_error(f"Choose an export format: {', '.join(EXPORT_FORMATS)}.")
+    folder = session.artifact_dir
+    if not folder.is_dir():
+        raise user_error(f"The artifact folder {folder} is gone (moved or deleted); run the erasure again.")
+    if not studio.lock.acquire(blocking=False):
+        raise user_error(BUSY_MESSAGE)
+    try:
+        with studio_errors():
+            from pipelines.export import export
+
+            target = _unique_dir(studio.scratch_dir, f"{folder.name}-{format}")
+            output = target.with_suffix(".safetensors") if format == "single-file" else target
+            report = export(folder, output, format=format, base=session.base, rank=_as_int(rank, "rank"), dtype=dtype)
+    finally:
+        studio.lock.release()
+    if format == "single-file":
+        download = str(output)
+        note = (
+            "Load it with `StableDiffusionPipeline.from_single_file(file)` (add `config=` the base model's "
+            "diffusers folder for a model of non-standard sizes, such as the toy one), or in ComfyUI / A1111."
+        )
+    else:
+        download = shutil.make_archive(str(target), "zip", root_dir=target.parent, base_dir=target.name)
+        note = (
+            "Unzip, then `StableDiffusionPipeline.from_pretrained(folder)`."
+            if format == "diffusers"
+            else "Unzip, then `pipe.load_lora_weights(folder)`; the LoRA scale sets the erasure's strength."
+        )
+    lines = [f"**Exported** `{folder.name}` as **{format}** ({report.bytes / 2**20:.2f} MB of weights). {note}"]
+    if report.format == "lora":
+        lines += [
+            "",
+            f"Rank {report.rank} over {len(report.layers)} changed {report.component} layers; overall relative "
+            f"approximation error **{report.overall_error:.4f}** (per layer in the model card).",
+        ]
+    return download, "\n".join(lines)
+
+
 def _load_failed(message: str) -> LoadUpdate:
     _warn(f"Could not load the artifact: {message}")
     return LoadUpdate(f"**Could not load the artifact:** {message}", None, None)
