@@ -313,6 +313,13 @@ class SFD(EraseMethod):
         cfg: SFDConfig = self.config
         if cfg.initial_generator is not None:
             one_step = load_one_step(cfg.initial_generator, teacher=pipe)
+            mine, theirs = one_step.unet.config, pipe.unet.config
+            for key in ("in_channels", "sample_size", "cross_attention_dim"):
+                if mine[key] != theirs[key]:
+                    raise ConfigError(
+                        f"the initial generator {cfg.initial_generator!r} does not fit this teacher ({key} "
+                        f"{mine[key]} vs {theirs[key]}); pass a one-step generator distilled from this model"
+                    )
             return copy.deepcopy(one_step.unet), one_step.init_timestep
         return copy.deepcopy(pipe.unet), cfg.init_timestep
 

@@ -247,6 +247,24 @@ def test_score_shows_the_scorecard_or_says_it_is_missing(studio, erased, monkeyp
     assert update.chart.width > 100
 
 
+def test_a_one_step_generator_erases_compares_scores_and_loads_in_the_studio(studio, tiny_pipe):
+    """SFD's artifact is a one-step generator: the Erase, Compare and Score tabs and loading take it like any model."""
+    from pipelines.one_step import OneStepPipeline
+
+    session = handlers.Session()
+    settings = {"max_train_steps": 2, "initial_generator": "", "init_from_teacher": True, "override": "circle"}
+    settings["batch_size"] = 2
+    updates = list(handlers.run_erase(studio, session, "tiny-random-sd-0", "sfd", "star", settings, None))
+    assert "Done" in updates[-1].status and isinstance(session.erased, OneStepPipeline)
+    compare = handlers.run_compare(studio, session, "a red star\na blue heart", "0", None)
+    assert list(compare.table["prompt"]) == ["a red star", "a blue heart"] and compare.grid.size[0] > 0
+    score = handlers.run_score(studio, session, 1, False, False, None)
+    assert "Scorecard" in score.markdown and {r["model"] for r in score.json["leaderboard"]} == {"base", "erased"}
+    loaded = handlers.Session()
+    assert "Loaded" in handlers.load_artifact(studio, loaded, str(session.artifact_dir)).status
+    assert isinstance(loaded.erased, OneStepPipeline)
+
+
 def test_artifact_zip_and_load_round_trip(studio, erased, tmp_path):
     session = erased[0]
     archive, status = handlers.zip_artifact(studio, session)
