@@ -376,8 +376,7 @@ class SFD(EraseMethod):
         def noised(x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             t = torch.randint(cfg.t_min, cfg.t_max, (n,), generator=gen).to(device)
             eps = torch.randn(x0.shape, generator=gen).to(device)
-            a = alphas_cumprod[t].view(-1, 1, 1, 1)
-            return a.sqrt() * x0 + (1 - a).sqrt() * eps, t, eps
+            return pipe.scheduler.add_noise(x0, eps, t), t, eps  # x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε
 
         def real_x0(x_t, t, cond):
             return guided_x0(

@@ -190,8 +190,7 @@ def train_onestep(
             x_g = one_step_x0(generator, z, cond, init_timestep, alphas_cumprod)
         t = torch.randint(t_range[0], t_range[1], (sid_batch,), generator=gen)
         eps = torch.randn(x_g.shape, generator=gen)
-        a = alphas_cumprod[t].view(-1, 1, 1, 1)
-        x_t = a.sqrt() * x_g + (1 - a).sqrt() * eps
+        x_t = teacher.scheduler.add_noise(x_g, eps, t)
         drop = (torch.rand(sid_batch, generator=gen) < 0.1).view(-1, 1, 1)
         fake_loss = F.mse_loss(fake(x_t, t, encoder_hidden_states=torch.where(drop, uncond, cond)).sample, eps)
         fake_opt.zero_grad(set_to_none=True)
@@ -203,8 +202,7 @@ def train_onestep(
         x_g = one_step_x0(generator, z, cond, init_timestep, alphas_cumprod)
         t = torch.randint(t_range[0], t_range[1], (sid_batch,), generator=gen)
         eps = torch.randn(x_g.shape, generator=gen)
-        a = alphas_cumprod[t].view(-1, 1, 1, 1)
-        x_t = a.sqrt() * x_g + (1 - a).sqrt() * eps
+        x_t = teacher.scheduler.add_noise(x_g, eps, t)
         real_x0 = guided_x0(teacher.unet, x_t, t, cond, uncond, sid_guidance, alphas_cumprod)
         fake_x0 = guided_x0(fake, x_t, t, cond, uncond, sid_guidance, alphas_cumprod)
         gen_loss = sid_generator_loss(x_g, real_x0, fake_x0, alpha).mean()
