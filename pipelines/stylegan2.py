@@ -618,6 +618,11 @@ class Discriminator(nn.Module):
         return cls(**dict(config))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.final_linear[1](self.features(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate features φ(x), ``(B, channels[4])``: ``forward`` is a linear read-out of them, and a
+        projection discriminator (Miyato & Koyama 2018) adds ⟨embed(y), φ(x)⟩ for a label y."""
         out = self.convs(x)
         batch, channels, height, width = out.shape
         # Minibatch stddev (Karras et al. 2018, §3): the mean over features of each group's per-pixel stddev, as one
@@ -628,7 +633,7 @@ class Discriminator(nn.Module):
         stddev = stddev.mean(dim=(2, 3, 4), keepdim=True).squeeze(2)
         stddev = stddev.repeat(group, 1, height, width)
         out = self.final_conv(torch.cat([out, stddev], 1))
-        return self.final_linear(out.reshape(batch, -1))
+        return self.final_linear[0](out.reshape(batch, -1))
 
 
 # ---------------------------------------------------------------- inferring a config from a rosinality state dict

@@ -78,6 +78,7 @@ def build_demo(
     method: str | None = None,
     preset: str | None = None,
     max_queue_size: int = 16,
+    root: str | os.PathLike | None = None,
 ):
     """Build the studio page.
 
@@ -95,9 +96,11 @@ def build_demo(
         preset (`str`, *optional*): the preset the settings start from; unset, the one that fits the model
             (``"toy"`` for the toy world and in-memory models, ``"paper"`` for a model loaded from a path).
         max_queue_size (`int`, defaults to 16): events waiting in Gradio's queue before new ones are refused.
+        root (`str`, *optional*): confine every path typed into the page to this folder (``Studio.root``).
 
     Returns:
-        `gradio.Blocks` with its queue set up (one run at a time); ``demo.studio`` is the :class:`Studio` behind it.
+        `gradio.Blocks` with its queue set up: one run (erase, compare, attack, score, load) at a time across every
+        visitor, the others waiting in line with their position shown; ``demo.studio`` is the :class:`Studio`.
     """
     gr = import_gradio()
     from erasure import get_config_class, get_method_class, list_methods
@@ -112,6 +115,7 @@ def build_demo(
         seeds=tuple(seeds),
         save_samples=save_samples,
         preset=preset,
+        root=Path(root) if root is not None else None,
     )
     methods = list_methods()
     selected = method or (DEFAULT_METHOD if DEFAULT_METHOD in methods else methods[0])
@@ -122,7 +126,10 @@ def build_demo(
     named_presets = {name for m in methods for name in get_config_class(m).preset_names()}
     preset_choices = [TOY_PRESET, PAPER_PRESET, *sorted(named_presets - {TOY_PRESET, PAPER_PRESET})]
     start_preset = studio.preset_for(selected, studio.default_model(selected_type))
-    run_events = {"concurrency_id": "studio-run", "concurrency_limit": 2}  # 1 running + 1 told to wait (the lock)
+    # Every heavy event shares one slot of Gradio's queue: one runs, the others wait in line (Gradio shows each
+    # visitor its position) up to ``max_queue_size``. The studio's lock stays as a second guard for calls that
+    # bypass the queue.
+    run_events = {"concurrency_id": "studio-run", "concurrency_limit": 1}
 
     with gr.Blocks(title="Erasure Studio", analytics_enabled=False) as demo:
         session = gr.State(new_session)  # a fresh Session per browser tab

@@ -4,8 +4,10 @@ Every handler is a plain module-level function (:func:`run_erase`, :func:`run_co
 :func:`run_score`, :func:`zip_artifact`, :func:`load_artifact`, ...). Each takes the :class:`Studio` (what every
 browser tab shares: the models, the judge, the one-run-at-a-time lock) and a :class:`Session` (one tab's current
 erased model), so tests call them without a server. Bad input raises ``gradio.Error`` with the
-:class:`~pipelines.errors.StudioError` message (shown in the page, never a traceback); a second run while one is
-going gets a visible warning. Gradio is imported lazily, so importing this module stays cheap.
+:class:`~pipelines.errors.StudioError` message (shown in the page, never a traceback). On the page, Gradio's queue
+runs one heavy event at a time and keeps the others waiting in line (``ui.app``); the lock is the second guard, for
+calls that bypass the queue, and turns them away with a visible warning. With ``Studio(root=...)`` every path typed
+into the page must lie inside one folder. Gradio is imported lazily, so importing this module stays cheap.
 
 What is not about the page lives below ``ui``: the prompts that test an erasure and their roles in
 ``pipelines.toy.world``, loading models in ``pipelines.open_model``, the erased model in memory in
@@ -82,6 +84,10 @@ class Studio:
         preset (`str`, *optional*): the preset the Erase tab's settings start from (and that fills the settings an
             API call leaves out). Unset, it fits the model (:meth:`preset_for`): ``"toy"`` for the toy world and for
             models handed over in memory (the tests' tiny models), ``"paper"`` for a model loaded from a path.
+        root (`Path`, *optional*): confine every path typed into the page (a model, an artifact folder, the base
+            model an artifact names) to this folder, symlinks followed (:meth:`confine`); ``output_dir`` must lie
+            inside it. The models the studio was started with are trusted wherever they are. Unset: no confinement
+            (the Python API's default; ``erasure-studio demo`` always sets one).
     """
 
     model: Any = "toy"
@@ -93,15 +99,22 @@ class Studio:
     seeds: tuple[int, ...] = (0, 1)
     save_samples: bool = True
     preset: str | None = None
+    root: Path | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     stop_requested: threading.Event = field(default_factory=threading.Event, repr=False)
     scratch_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="erasure-studio-")), repr=False)
     _models: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
     _judge: Any = field(default=None, repr=False)
     _in_memory: set[str] = field(default_factory=set, repr=False)
+    _trusted: set[str] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         self.output_dir = Path(self.output_dir)
+        if self.root is not None:
+            self.root = Path(self.root).expanduser().resolve()
+            self.confine(str(self.output_dir), what="output folder")
+        # The models named when the studio started are the operator's choice, not a visitor's: trusted anywhere.
+        self._trusted = {str(m) for m in (self.model, self.gan_model) if isinstance(m, (str, os.PathLike))}
         weakref.finalize(self, shutil.rmtree, str(self.scratch_dir), True)
         for obj, model_type in ((self.model, STABLE_DIFFUSION), (self.gan_model, STYLEGAN2)):
             if not isinstance(obj, (str, os.PathLike)):
@@ -129,6 +142,23 @@ class Studio:
             return TOY_PRESET
         return default_preset(method, name) or PAPER_PRESET
 
+    def confine(self, text: str, *, what: str = "path") -> Path:
+        """The path typed into the page, refused unless it resolves (symlinks followed) inside :attr:`root`.
+
+        Raises:
+            ConfigError: the path lies outside the studio's root.
+        """
+        path = Path(text).expanduser()
+        if self.root is None:
+            return path
+        resolved = path.resolve()
+        if resolved != self.root and self.root not in resolved.parents:
+            raise ConfigError(
+                f"the {what} {text} is outside the studio's root folder {self.root}; move it there, or start the "
+                "studio with --root set to a folder that holds it"
+            )
+        return path
+
     def load_model(self, name_or_path: str, model_type: str):
         """The base model named in the model box: an in-memory model's name, ``"toy"``, or a local path (cached).
 
@@ -142,6 +172,8 @@ class Studio:
         key = (model_type, name)
         if key in self._models:
             return self._models[key]
+        if name != "toy" and name not in self._trusted and Path(name).expanduser().exists():
+            self.confine(name, what="model path")
         if name != "toy":
             # open_model's own error for a name that is nothing ("not 'toy', a folder, a file or a hub id") does not
             # say that a typed path is wrong, so a path gets a sentence of its own.
@@ -965,7 +997,7 @@ def load_artifact(studio: Studio, session: Session, path: str | None) -> LoadUpd
         try:
             from pipelines.artifacts import apply_artifact, read_manifest
 
-            folder = Path(text).expanduser()
+            folder = studio.confine(text, what="artifact folder")
             manifest = read_manifest(folder)
             model_type = STYLEGAN2 if manifest.get("sampler") == "stylegan2" else STABLE_DIFFUSION
             base_name = manifest.get("base_model", {}).get("name_or_path")

@@ -94,7 +94,7 @@ from tqdm.auto import tqdm
 
 from pipelines.errors import ConfigError, MissingWeightsError
 
-from .world import IMAGE_SIZE, OBJECTS, canonical, render, sample_scene
+from .world import BACKGROUNDS, COLOURS, IMAGE_SIZE, OBJECTS, canonical, render, sample_scene
 
 logger = logging.getLogger(__name__)
 
@@ -125,10 +125,12 @@ def _render_training_set(
     exclude_object: str | None,
     styles: tuple[str, ...] | None = TOY_GAN_STYLES,
     backgrounds: tuple[str, ...] | None = TOY_GAN_BACKGROUNDS,
-) -> torch.Tensor:
-    """``num_images`` train-split renders of the requested slice of the world (uniform within it)."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``num_images`` train-split renders of the requested slice of the world (uniform within it), and their
+    labels ``(N, 3)``: the indices of object, colour and background in ``OBJECTS``, ``COLOURS``, ``BACKGROUNDS``."""
     rng = np.random.default_rng(seed)
     images = np.empty((num_images, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    labels = np.empty((num_images, 3), np.int64)
     count = 0
     while count < num_images:
         # Reject scenes outside the slice before rendering them: drawing a scene costs nothing, rendering does.
@@ -140,8 +142,9 @@ def _render_training_set(
         ):
             continue
         images[count] = np.asarray(render(scene, rng))
+        labels[count] = OBJECTS.index(scene.object), COLOURS.index(scene.colour), BACKGROUNDS.index(scene.background)
         count += 1
-    return _to_tensor(images)
+    return _to_tensor(images), torch.from_numpy(labels)
 
 
 def _mixing_styles(batch: int, style_dim: int, mixing: float, rng: torch.Generator, n_latent: int):
@@ -264,6 +267,49 @@ class ProjectedDiscriminator(torch.nn.Module):
         return torch.cat([head(f).flatten(1) for head, f in zip(self.heads, features)], 1)
 
 
+# ---------------------------------------------------------------- the latent partition and the projection
+
+
+# Where z's latent partition sits: the object is the arg-max of z[0:8] (7 with ``exclude_object``), the colour of
+# z[8:14], the background of z[14:17]; the other 111 coordinates are free (position, size, angle, shading).
+PARTITION_OFFSETS = {"object": 0, "colour": 8, "background": 14}
+
+
+def partition_labels(z: torch.Tensor, objects: list[str]) -> torch.Tensor:
+    """The scene that z's latent partition assigns, ``(B, 3)`` indices into ``OBJECTS``, ``COLOURS``,
+    ``BACKGROUNDS`` (the labels :func:`_render_training_set` gives the renders)."""
+    object_index = torch.tensor([OBJECTS.index(o) for o in objects], device=z.device)
+    o, c, b = PARTITION_OFFSETS.values()
+    return torch.stack(
+        [
+            object_index[z[:, o : o + len(objects)].argmax(1)],
+            z[:, c : c + len(COLOURS)].argmax(1),
+            z[:, b : b + len(BACKGROUNDS)].argmax(1),
+        ],
+        1,
+    )
+
+
+class LabelProjection(torch.nn.Module):
+    """The conditional term of a projection discriminator (Miyato & Koyama, ICLR 2018): D(x, y) = ψ(φ(x)) +
+    Σ_a ⟨e_a(y_a), φ(x)⟩ over the attributes a (object, colour, background), with φ the stock discriminator's
+    penultimate features and ψ its read-out. The stock discriminator alone (ψ∘φ) is the unconditional part, the
+    one that ships and that Adapt-then-Unlearn trains."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.embeddings = torch.nn.ModuleList(
+            [torch.nn.Embedding(len(names), channels) for names in (OBJECTS, COLOURS, BACKGROUNDS)]
+        )
+        for embedding in self.embeddings:
+            torch.nn.init.normal_(embedding.weight, std=0.02)
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``(B, 1)`` conditional logits to add to the unconditional ones."""
+        terms = [(embedding(labels[:, i]) * features).sum(1) for i, embedding in enumerate(self.embeddings)]
+        return torch.stack(terms, 1).sum(1, keepdim=True)
+
+
 # ---------------------------------------------------------------- training
 
 
@@ -287,6 +333,7 @@ def train_gan(
     colour_weight: float = 0.0,
     diffaugment: str = "",
     aux_translation: int = 2,
+    conditional: bool = False,
     eval_samples: int = 2000,
     probe_every: int = 1000,
     probe_samples: int = 500,
@@ -319,6 +366,10 @@ def train_gan(
             e.g. ``"color,translation,cutout"``.
         aux_translation (`int`, defaults to 2): the auxiliary losses judge G(z) shifted by up to this many pixels,
             so that the generator cannot satisfy the judge with pixel-exact adversarial patterns.
+        conditional (`bool`, defaults to `False`): make the pixel discriminator a projection discriminator
+            (:class:`LabelProjection`) that reads each render's object, colour and background, and each fake's
+            from z's latent partition (:func:`partition_labels`); G stays G(z). Needs ``mixing=0`` (a mixed
+            sample has no single z) and no ``color`` in ``diffaugment`` (it would change the colour D reads).
         eval_samples (`int`, defaults to 2000): samples judged at the end when the toy judge exists (0 skips).
         probe_every (`int`, defaults to 1000): judge ``probe_samples`` samples of the EMA generator every this many
             steps (when the toy judge exists; 0 never), log them, keep them in the report as ``probes`` and save
@@ -348,7 +399,11 @@ def train_gan(
     torch.manual_seed(seed)
     rng = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
-    reals = _render_training_set(num_images, seed + 5, exclude_object, TOY_GAN_STYLES, TOY_GAN_BACKGROUNDS)
+    if conditional and (mixing > 0 or "color" in diffaugment):
+        raise ConfigError("conditional=True needs mixing=0 and no 'color' in diffaugment (see train_gan's docstring)")
+    reals, real_labels = _render_training_set(
+        num_images, seed + 5, exclude_object, TOY_GAN_STYLES, TOY_GAN_BACKGROUNDS
+    )
     render_seconds = time.perf_counter() - start
 
     judge = _toy_judge(Path(out))
@@ -371,11 +426,20 @@ def train_gan(
     # Lazy R1 (StyleGAN2 §B): scale D's lr and β2 by c = k/(k+1) so the regularised steps average out.
     d_ratio = d_reg_every / (d_reg_every + 1)
     g_optim = torch.optim.Adam(generator.parameters(), lr=learning_rate, betas=(0.0, 0.99))
+    projection = LabelProjection(discriminator.channels[4]).to(device) if conditional else None
     d_params = list(discriminator.parameters()) + (list(projector.heads.parameters()) if projected else [])
+    d_params += list(projection.parameters()) if conditional else []
     d_optim = torch.optim.Adam(d_params, lr=learning_rate * d_ratio, betas=(0.0, 0.99**d_ratio))
 
     def augment(x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, diffaugment, rng) if diffaugment else x
+
+    def d_logits(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The pixel discriminator's logits, conditional on ``labels`` when the recipe is."""
+        if projection is None:
+            return discriminator(x)
+        features = discriminator.features(x)
+        return discriminator.final_linear[1](features) + projection(features, labels)
 
     def targets(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The object (a judge column) and colour that z's latent partition assigns."""
@@ -387,18 +451,22 @@ def train_gan(
     aux_value = {"object": 0.0, "colour": 0.0}
     train_start = time.perf_counter()
     for step in (bar := tqdm(range(steps), desc="toy gan" + (f" (no {exclude_object})" if exclude_object else ""))):
-        real = reals[torch.randint(len(reals), (batch_size,), generator=rng)].to(device)
+        index = torch.randint(len(reals), (batch_size,), generator=rng)
+        real, real_label = reals[index].to(device), real_labels[index].to(device)
 
         # Discriminator step: logistic loss on reals vs. fakes, for the pixel and the projected discriminator.
         generator.requires_grad_(False)
         discriminator.requires_grad_(True)
+        if projection is not None:
+            projection.requires_grad_(True)
         if projector is not None:
             projector.heads.requires_grad_(projected)
         styles, inject_index = _mixing_styles(batch_size, generator.style_dim, mixing, rng, generator.n_latent)
         noise = generator.make_noise(batch_size, generator=rng)
         fake, _ = generator([s.to(device) for s in styles], inject_index=inject_index, noise=noise)
+        fake_label = partition_labels(styles[0].to(device), objects)
         real_aug, fake_aug = augment(real), augment(fake)
-        d_loss = F.softplus(-discriminator(real_aug)).mean() + F.softplus(discriminator(fake_aug)).mean()
+        d_loss = F.softplus(-d_logits(real_aug, real_label)).mean() + F.softplus(d_logits(fake_aug, fake_label)).mean()
         if projected:
             with torch.no_grad():  # the feature network is frozen, and D's step needs no gradient through it
                 real_features, fake_features = projector.features(real_aug), projector.features(fake_aug)
@@ -411,7 +479,7 @@ def train_gan(
         if step % d_reg_every == 0:
             # R1 = E‖∇_x D(x)‖² on reals, weighted γ/2 and scaled by the interval (lazy regularisation).
             real_aug = augment(real).detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(discriminator(real_aug).sum(), real_aug, create_graph=True)
+            (grad,) = torch.autograd.grad(d_logits(real_aug, real_label).sum(), real_aug, create_graph=True)
             r1_loss = grad.pow(2).reshape(batch_size, -1).sum(1).mean()
             d_optim.zero_grad(set_to_none=True)
             (r1 / 2 * r1_loss * d_reg_every).backward()
@@ -421,13 +489,15 @@ def train_gan(
         # Generator step: non-saturating loss, plus the auxiliary judge losses.
         generator.requires_grad_(True)
         discriminator.requires_grad_(False)
+        if projection is not None:
+            projection.requires_grad_(False)
         if projector is not None:
             projector.heads.requires_grad_(False)
         styles, inject_index = _mixing_styles(batch_size, generator.style_dim, mixing, rng, generator.n_latent)
         noise = generator.make_noise(batch_size, generator=rng)
         fake, _ = generator([s.to(device) for s in styles], inject_index=inject_index, noise=noise)
         fake_aug = augment(fake)
-        g_loss = F.softplus(-discriminator(fake_aug)).mean()
+        g_loss = F.softplus(-d_logits(fake_aug, partition_labels(styles[0].to(device), objects))).mean()
         if projected:
             g_loss = g_loss + projected_weight * F.softplus(-projector(projector.features(fake_aug))).mean()
         if object_weight > 0 or colour_weight > 0:
@@ -496,6 +566,7 @@ def train_gan(
         "colour_weight": colour_weight,
         "diffaugment": diffaugment,
         "aux_translation": aux_translation,
+        "conditional": conditional,
         "exclude_object": exclude_object,
         "styles": list(TOY_GAN_STYLES),
         "backgrounds": list(TOY_GAN_BACKGROUNDS) if TOY_GAN_BACKGROUNDS else "all",
