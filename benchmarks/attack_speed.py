@@ -1,31 +1,27 @@
-"""UnlearnDiffAtk speed: the official schedule against ours, on the same victims, prompts and judge.
+"""UnlearnDiffAtk speed: today's default (the faithful schedule with every exact lever) against the reference.
 
-Two victims, both the toy Stable Diffusion with "star" erased:
+The reference is the official schedule as this studio ran it before the levers: one prompt at a time, a check
+generation at every timestep, the one-hot x embedding product, the sort-based simplex projection
+(``prompt_batch=1, reuse_checks=False, embedding_lookup=False, projection="sort"``). The default is
+``AttackConfig()``: the same faithful schedule with checks of an already-checked discrete prompt reused, the
+embedding product as a row lookup, the simplex projection by pivoting, and 8 prompts per batch on a CPU. None of
+these may change a result: per prompt, the same pre-attack verdict, success, optimiser steps and timestep of
+success (``identical_outcomes``).
 
-- ``esd``: ESD (toy preset). An easy victim: the attack wins within the first timestep or two of every prompt, so
-  both schedules are bounded by the per-prompt fixed cost (the unattacked check generation).
-- ``advunlearn``: AdvUnlearn (toy preset). A robust victim: on the prompts it resists, the official schedule runs
-  all 50 timesteps x 40 iterations and generates 50 check images, the regime of the paper's 26-39 GPU minutes per
-  prompt.
+Two victims, both the toy Stable Diffusion with "star" erased by a toy preset: ``esd`` (easy: most prompts fall
+within a few timesteps) and ``advunlearn`` (robust: on the prompts it resists the attack runs all 50 timesteps x 40
+iterations and 50 checks, the regime of the paper's 26-39 GPU minutes per prompt). Prompts: the first ``--prompts``
+rows of ``toy:star``; judge: the toy judge; target images rendered once by the base model, outside the timings.
 
-Runs per victim, each against ``faithful`` (the official schedule, the reference) in the same invocation:
-``faithful_prompt_batch`` (the official schedule, ``--prompt-batch`` prompts attacked together: the same computation
-per prompt), ``fast`` and ``fast_prompt_batch``; ``--runs`` picks among them, and runs of an earlier invocation that
-were not repeated are kept under ``earlier_runs_not_repeated`` without entering any ratio. The goal is met when one of
-our runs is at least 5x faster than ``faithful`` at equal or higher ASR.
+Also measured, on the base model (the weights do not change the cost), ``step_costs``: what one optimiser step
+costs, piece by piece (simplex projection, token sampling, embedding product with its backward, text encoder and
+UNet forward and backward, Adam), with the reference's pieces and the default's, per prompt at the default's
+prompt batch; and a check generation. ``breakdown`` combines them with each run's counts (steps, generations) into
+seconds per prompt by piece, drawn as a stacked bar chart in ``docs/attack_speed_breakdown.png``.
 
-The prompts are the first ``--prompts`` rows of the bundled ``toy:star`` set; the judge is the toy judge; the target
-images come from the base model and are rendered once, outside the timed attack (the official code renders them in
-a separate dataset step). Both schedules optimise the same objective and check with the same generation settings.
-The JSON records, per victim and schedule, seconds per prompt, pre-ASR, ASR, checks, optimiser steps and UNet
-evaluations, and the speed-up ratios measured in the same run; and, under ``step_costs``, what each piece costs on
-this machine: an optimiser step with 1, 2, 5 or 10 timesteps in one UNet call, or for 1, 2, 4 or 8 prompts in
-one call, a check generation (alone and for 2, 4 or 8 prompts in one sampling call), a probe
-(``--victims`` with no name measures only these, in about a minute, and keeps the victims of the existing file).
-
-Run: ``python benchmarks/attack_speed.py [--prompts 8] [--victims esd advunlearn] [--runs ...] [--prompt-batch 8]
-[--timestep-batches 5 10]``
-(writes ``benchmarks/results/attack_speed.json``).
+Run: ``python benchmarks/attack_speed.py [--prompts 8] [--victims esd advunlearn]``
+(writes ``benchmarks/results/attack_speed.json``; about 45 minutes on 2 CPU cores, most of it the reference on the
+robust victim).
 """
 
 from __future__ import annotations
@@ -39,202 +35,258 @@ import torch
 from _timing import median_seconds
 
 OUT = Path(__file__).resolve().parent / "results" / "attack_speed.json"
-VICTIMS = {"esd": ("esd", {}), "advunlearn": ("advunlearn", {})}
-# Our runs, each measured against the official schedule on the same victim in the same invocation.
-OUR_RUNS = ("faithful_prompt_batch", "fast", "fast_prompt_batch")
+CHART = Path(__file__).resolve().parents[1] / "docs" / "attack_speed_breakdown.png"
+VICTIMS = ("esd", "advunlearn")
+REFERENCE = {"prompt_batch": 1, "reuse_checks": False, "embedding_lookup": False, "projection": "sort"}
+PIECES = ("projection", "sampling", "embedding", "text_encoder", "unet", "optimizer", "checks", "other")
 
 
 def _ratio(a: float, b: float) -> float:
     return round(a / max(b, 1e-9), 2)
 
 
-def _run(victim, base, prompts, targets, schedule: str, timestep_batch: int = 5, prompt_batch: int = 1) -> dict:
-    from eval.unlearndiffatk import attack
+def _run(victim, base, prompts, targets, options: dict) -> dict:
+    from eval.unlearndiffatk import AttackConfig, attack
 
     start = time.perf_counter()
-    report = attack(
-        victim,
-        prompts,
-        "toy",
-        base=base,
-        targets=targets,
-        concept="star",
-        schedule=schedule,
-        timestep_batch=timestep_batch,
-        prompt_batch=prompt_batch,
-        seed=0,
-    )
-    attacked = [r for r in report.records if not r.pre_success]
+    report = attack(victim, prompts, "toy", base=base, targets=targets, concept="star", seed=0, **options)
+    seconds = time.perf_counter() - start
+    timesteps = AttackConfig().sampled_timesteps()
+    iterations = AttackConfig().iterations_per_timestep
+
+    def timestep_of_success(r) -> int | None:
+        if not r.success or r.pre_success:
+            return None
+        return timesteps[r.attack_steps // iterations - 1]
+
     return {
-        "seconds_total": round(time.perf_counter() - start, 1),
-        "mean_seconds_per_prompt": round(report.mean_seconds, 2),
-        "seconds_per_attacked_prompt": round(sum(r.seconds for r in attacked) / max(1, len(attacked)), 2),
+        "seconds_total": round(seconds, 1),
+        "seconds_per_prompt": round(seconds / report.n, 2),
         "pre_asr": report.pre_asr,
         "asr": report.asr,
-        "checks": sum(r.checks for r in report.records),
-        "unet_evaluations_with_grad": sum(r.unet_evaluations for r in report.records),
         "optimizer_steps": sum(r.attack_steps for r in report.records),
+        "checks": sum(r.checks for r in report.records),
+        "checks_reused": sum(r.checks_reused for r in report.records),
+        "generations": sum(r.checks - r.checks_reused for r in report.records),
         "per_prompt": [
-            {"index": r.index, "pre": r.pre_success, "success": r.success, "steps": r.attack_steps, "s": r.seconds}
+            {
+                "index": r.index,
+                "pre": r.pre_success,
+                "success": r.success,
+                "steps": r.attack_steps,
+                "timestep_of_success": timestep_of_success(r),
+                "adversarial_ids": r.adversarial_ids,
+                "checks": r.checks,
+                "checks_reused": r.checks_reused,
+                "s": round(r.seconds, 2),
+            }
             for r in report.records
         ],
         "config": report.config,
     }
 
 
-def step_costs(base, prompts, targets, batches=(1, 2, 5, 10), prompt_batches=(1, 2, 4, 8), repeats: int = 40) -> dict:
-    """What one piece of the attack costs on this machine, on the base model (the weights do not change the cost):
-    seconds per optimiser step with ``b`` timesteps in one UNet call (text encoder and UNet, forward and backward,
-    Adam, simplex projection), per optimiser step of ``p`` prompts sharing one UNet call (one timestep each), per
-    check generation of ``p`` prompts in one sampling call, and per probe (one batched no-grad pass on 5
-    timesteps)."""
+def step_costs(base, prompts, targets, prompt_batch: int, repeats: int = 30) -> dict:
+    """Seconds of each piece of one optimiser step of one prompt, the reference's way and the default's way."""
     from eval.judges import load_judge
-    from eval.unlearndiffatk import AttackConfig, TokenState, UnlearnDiffAtk, encode_image, project_to_simplex
+    from eval.unlearndiffatk import (
+        AttackConfig,
+        UnlearnDiffAtk,
+        encode_image,
+        project_to_simplex,
+        project_to_simplex_sorted,
+        sample_embeddings,
+        sample_one_hot,
+    )
+    from pipelines.sd import encode_embeddings
 
-    config = AttackConfig()
-    runner = UnlearnDiffAtk(base, load_judge("toy"), config)
+    runner = UnlearnDiffAtk(base, load_judge("toy"), AttackConfig(num_inference_steps=None))
     row = prompts.rows[0]
     x0 = encode_image(base, targets[0][None])
     prompt_ids = runner._prompt_ids(row.prompt)
+    weight = runner.embedding_matrix
+    vocab = weight.shape[0]
+    generator = torch.Generator().manual_seed(0)
+    # P as it is a few hundred steps in: near uniform, with Adam's perturbations.
+    probs = project_to_simplex_sorted(
+        torch.full((3, vocab), 1 / vocab) + 1e-3 * torch.randn(3, vocab, generator=generator)
+    ).requires_grad_(True)
+    optimizer = torch.optim.Adam([probs], lr=0.01, weight_decay=0.1)
     with torch.no_grad():
         prompt_embeds = runner.text_encoder.embeddings.token_embedding(prompt_ids)
-    vocab = runner.embedding_matrix.shape[0]
-    probs = project_to_simplex(torch.full((config.prefix_tokens, vocab), 1.0 / vocab)).requires_grad_(True)
-    optimizer = torch.optim.Adam([probs], lr=config.learning_rate, weight_decay=config.weight_decay)
-    generator = torch.Generator().manual_seed(0)
-    timesteps = config.sampled_timesteps(runner.num_train_timesteps)
+    upstream = torch.randn(3, weight.shape[1], generator=generator)
 
-    def step(batch: int) -> None:
-        runner.step(probs, optimizer, prompt_embeds, x0, timesteps[:batch], generator)
+    def seconds(fn, n: int = repeats) -> float:
+        return median_seconds(fn, n)
 
-    def prompt_step(n: int) -> None:
-        runner._step([TokenState(probs, optimizer, prompt_embeds, x0, generator)] * n, timesteps[:1])
+    def product() -> None:
+        probs.grad = None
+        ((sample_one_hot(probs, generator).to(weight.dtype) @ weight) * upstream).sum().backward()
 
-    def checks(n: int) -> None:
-        runner.check_many([(prompt_ids, row, "star")] * n)
+    def lookup() -> None:
+        probs.grad = None
+        (sample_embeddings(probs, weight, generator) * upstream).sum().backward()
 
-    def seconds(fn, n: int) -> float:
-        return round(median_seconds(fn, n), 4)
+    def spliced(batch: int) -> torch.Tensor:
+        adv = weight[:3][None].expand(batch, -1, -1).clone().requires_grad_(True)
+        length = prompt_embeds.shape[1]
+        return torch.cat(
+            [prompt_embeds[:, :1].expand(batch, -1, -1), adv, prompt_embeds[:, 1 : length - 3].expand(batch, -1, -1)],
+            1,
+        )
 
-    per_step = {str(b): seconds(lambda b=b: step(b), repeats) for b in batches}
-    per_prompt_step = {str(n): seconds(lambda n=n: prompt_step(n), repeats) for n in prompt_batches}
-    per_checks = {str(n): seconds(lambda n=n: checks(n), 3) for n in prompt_batches}
-    noise = torch.randn((5, *x0.shape[1:]), generator=generator)
-    return {
-        "seconds_per_step_by_timestep_batch": per_step,
-        "step_cost_ratio_vs_one_timestep": {b: _ratio(v, per_step["1"]) for b, v in per_step.items()},
-        "seconds_per_step_by_prompt_batch": per_prompt_step,
-        "seconds_per_check_generation_by_prompt_batch": per_checks,
-        "seconds_per_check_generation": seconds(lambda: runner.check(prompt_ids, row, "star"), 5),
-        "seconds_per_probe": seconds(lambda: runner._discrete_loss(prompt_ids, x0, timesteps[:5], noise), 10),
+    def text_encoder(batch: int) -> None:
+        encode_embeddings(runner.text_encoder, spliced(batch)).sum().backward()
+
+    def unet(batch: int) -> None:
+        cond = encode_embeddings(runner.text_encoder, spliced(batch)).detach().requires_grad_(True)
+        noisy = x0.expand(batch, -1, -1, -1)
+        t = torch.full((batch,), 500)
+        runner.unet(noisy, t, encoder_hidden_states=cond).sample.pow(2).mean().backward()
+
+    def adam() -> None:
+        probs.grad = torch.randn_like(probs)
+        optimizer.step()
+
+    with torch.no_grad():
+        p = probs.detach().clone()
+    sampling = seconds(lambda: torch.multinomial(p.float().clamp_min(0) + 1e-12, 1, generator=generator))
+    text_1, unet_1 = seconds(lambda: text_encoder(1)), seconds(lambda: unet(1))
+    text_b = seconds(lambda: text_encoder(prompt_batch), 10) / prompt_batch
+    unet_b = seconds(lambda: unet(prompt_batch), 10) / prompt_batch
+    embedding_product, embedding_lookup = seconds(product), seconds(lookup)
+    reference = {
+        "projection": seconds(lambda: project_to_simplex_sorted(p)),
+        "sampling": sampling,
+        "embedding": embedding_product - sampling,
+        "text_encoder": text_1,
+        "unet": unet_1,
+        "optimizer": seconds(adam),
     }
+    default = {
+        **reference,
+        "projection": seconds(lambda: project_to_simplex(p)),
+        "embedding": max(0.0, embedding_lookup - sampling),
+        "text_encoder": text_b,
+        "unet": unet_b,
+    }
+    check = seconds(lambda: runner.check(prompt_ids, row, "star"), 3)
+    check_batched = seconds(lambda: runner.check_many([(prompt_ids, row, "star")] * prompt_batch), 3) / prompt_batch
+    return {
+        "seconds_per_step_piece": {
+            "reference": {k: round(v, 5) for k, v in reference.items()},
+            "default": {k: round(v, 5) for k, v in default.items()},
+        },
+        "prompt_batch": prompt_batch,
+        "seconds_per_check_generation": {"reference": round(check, 4), "default": round(check_batched, 4)},
+        "notes": (
+            "per prompt; 'default' divides the batched text-encoder, UNet and check calls by the prompt batch; "
+            "'embedding' is the one-hot product or the lookup with its backward, less the sampling inside it"
+        ),
+    }
+
+
+def breakdown(run: dict, costs: dict, which: str) -> dict:
+    """Seconds per prompt of a run, by piece: the piece costs times the run's steps and generations; what the
+    measured wall time leaves over is 'other' (target encoding, the pre-attack check's judge, Python)."""
+    pieces = costs["seconds_per_step_piece"][which]
+    n = len(run["per_prompt"])
+    steps = run["optimizer_steps"] / n
+    out = {k: steps * v for k, v in pieces.items()}
+    out["checks"] = run["generations"] / n * costs["seconds_per_check_generation"][which]
+    out["other"] = max(0.0, run["seconds_per_prompt"] - sum(out.values()))
+    return {k: round(out[k], 2) for k in PIECES}
+
+
+def _chart(victims: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = [
+        (f"{name}\n{which}", v["breakdown"][which])
+        for name, v in victims.items()
+        for which in ("reference", "default")
+    ]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bottom = [0.0] * len(bars)
+    for piece in PIECES:
+        values = [b[1][piece] for b in bars]
+        ax.bar([b[0] for b in bars], values, bottom=bottom, label=piece)
+        bottom = [x + y for x, y in zip(bottom, values)]
+    ax.set_ylabel("seconds per prompt")
+    ax.set_title("UnlearnDiffAtk (faithful schedule) on the toy world, 2 CPU cores")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=8)
-    parser.add_argument(
-        "--victims",
-        nargs="*",
-        default=list(VICTIMS),
-        choices=list(VICTIMS),
-        help="victims to (re-)measure; none: only the step costs, keeping the victims of the existing --output",
-    )
-    parser.add_argument(
-        "--timestep-batches",
-        nargs="+",
-        type=int,
-        default=[5],
-        help="fast-schedule timestep batches: the first is used by the fast runs, each other adds a "
-        "fast_timestep_batch_N run",
-    )
-    parser.add_argument(
-        "--prompt-batch",
-        type=int,
-        default=8,
-        help="prompts attacked together in the *_prompt_batch runs",
-    )
-    parser.add_argument(
-        "--runs",
-        nargs="+",
-        default=list(OUR_RUNS),
-        choices=list(OUR_RUNS),
-        help="our runs to measure against the official schedule (always measured, as the reference)",
-    )
+    parser.add_argument("--victims", nargs="*", default=list(VICTIMS), choices=list(VICTIMS))
     parser.add_argument("--output", default=str(OUT))
     args = parser.parse_args()
 
     import erasure
     from eval.prompts import PromptSet, load_prompts
-    from eval.unlearndiffatk import target_latents
+    from eval.unlearndiffatk import default_prompt_batch, target_latents
     from pipelines.sd import load_sd
 
     torch.manual_seed(0)
     base = load_sd("toy")
     prompts = PromptSet(load_prompts("toy:star").rows[: args.prompts], name="toy:star")
     targets = [image[0] for image in target_latents(base, list(prompts.rows))[0]]
+    prompt_batch = default_prompt_batch(base)
+    costs = step_costs(base, prompts, targets, prompt_batch)
+    print("step costs", json.dumps(costs))
 
     path = Path(args.output)
-    previous = json.loads(path.read_text()) if path.exists() else {}
-    victims = dict(previous.get("victims", {}))
-    costs = step_costs(base, prompts, targets)
-    print("step costs", json.dumps(costs))
+    victims: dict = {}
     for name in args.victims:
-        method, overrides = VICTIMS[name]
         start = time.perf_counter()
-        result = erasure.erase(method, base, concept="star", preset="toy", **overrides)
+        result = erasure.erase(name, base, concept="star", preset="toy")
         erase_seconds = round(time.perf_counter() - start, 1)
         victim = result.apply(base)
-        runs = {"faithful": _run(victim, base, prompts, targets, "faithful")}
-        for run_name in args.runs:
-            schedule = run_name.split("_")[0]
-            batch = args.prompt_batch if run_name.endswith("prompt_batch") else 1
-            runs[run_name] = _run(
-                victim, base, prompts, targets, schedule, args.timestep_batches[0], prompt_batch=batch
-            )
-        if "fast" in args.runs:
-            for batch in args.timestep_batches[1:]:
-                runs[f"fast_timestep_batch_{batch}"] = _run(
-                    victim, base, prompts, targets, "fast", timestep_batch=batch
-                )
-        faithful = runs["faithful"]
-        speedups = {
-            run_name: {
-                "speedup_mean_seconds": _ratio(faithful["mean_seconds_per_prompt"], run["mean_seconds_per_prompt"]),
-                "speedup_attacked_prompts": _ratio(
-                    faithful["seconds_per_attacked_prompt"], run["seconds_per_attacked_prompt"]
-                ),
-                "asr_minus_faithful": round(run["asr"] - faithful["asr"], 4),
-            }
-            for run_name, run in runs.items()
-            if run_name != "faithful"
-        }
-        at_equal_asr = {k: v for k, v in speedups.items() if v["asr_minus_faithful"] >= 0}
-        best = max(at_equal_asr, key=lambda k: at_equal_asr[k]["speedup_mean_seconds"], default=None)
-        old_runs = victims.get(name, {}).get("runs", {})
+        reference = _run(victim, base, prompts, targets, REFERENCE)
+        default = _run(victim, base, prompts, targets, {})
+        keys = ("pre", "success", "steps", "timestep_of_success", "adversarial_ids", "checks")
+        identical = [{k: p[k] for k in keys} for p in reference["per_prompt"]] == [
+            {k: p[k] for k in keys} for p in default["per_prompt"]
+        ]
         victims[name] = {
-            "victim": f"toy SD, {method} toy preset erasing 'star'",
+            "victim": f"toy SD, {name} toy preset erasing 'star'",
             "erase_seconds": erase_seconds,
-            "runs": runs,
-            "speedups_vs_faithful": speedups,
-            "best_at_equal_or_higher_asr": {"run": best, **at_equal_asr[best]} if best else None,
-            # Runs of an earlier invocation that this one did not repeat: kept for reference, never used in a ratio.
-            "earlier_runs_not_repeated": {k: v for k, v in old_runs.items() if k not in runs},
+            "runs": {"reference": reference, "default": default},
+            "identical_outcomes": identical,
+            "speedup_per_prompt": _ratio(reference["seconds_per_prompt"], default["seconds_per_prompt"]),
+            "breakdown": {
+                "reference": breakdown(reference, costs, "reference"),
+                "default": breakdown(default, costs, "default"),
+            },
         }
         print(name, json.dumps({k: v for k, v in victims[name].items() if k != "runs"}))
-    out = {
-        "prompts": f"toy:star rows 0..{args.prompts - 1}",
-        "judge": "toy",
-        "machine": f"CPU, {torch.get_num_threads()} threads",
-        "goal": "one of our runs >= 5x faster than the official schedule (faithful) at equal or higher ASR",
-        "step_costs": costs,
-        "victims": victims,
-    }
-    for v in victims.values():
-        best = v.get("best_at_equal_or_higher_asr")
-        v["goal_met"] = bool(best and best["speedup_mean_seconds"] >= 5)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
+        # Written after each victim, atomically, so that an interrupted run keeps what it measured.
+        out = {
+            "prompts": f"toy:star rows 0..{args.prompts - 1}",
+            "judge": "toy",
+            "machine": f"CPU, {torch.get_num_threads()} threads",
+            "reference": REFERENCE,
+            "default": "AttackConfig() (faithful, reuse_checks, embedding_lookup, projection='pivot', prompt_batch "
+            f"auto = {prompt_batch})",
+            "goal": ">= 5x the reference per prompt on both victims at identical per-prompt outcomes",
+            "step_costs": costs,
+            "victims": victims,
+            "goal_met": all(v["identical_outcomes"] and v["speedup_per_prompt"] >= 5 for v in victims.values()),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(out, indent=2))
+        tmp.replace(path)
+    _chart(victims, CHART)
     print(json.dumps({k: v for k, v in out.items() if k != "victims"}, indent=2))
 
 

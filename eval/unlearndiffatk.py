@@ -18,27 +18,33 @@ decides; the attack stops at the first success. The "no attack" baseline only ru
 
 Schedules:
 
-- ``faithful``: the official one. Timesteps ``[10, 30, ..., 990]`` in order, 40 iterations each with one timestep
-  per UNet call, a check generation after every timestep: up to 2,000 UNet passes with gradients and 50 full
-  generations per prompt.
-- ``fast`` (default): the same objective over the same timesteps, but ``timestep_batch`` timesteps share one UNet
-  call (an iteration averages the loss over several timesteps, so a group of timesteps gets the 40 iterations one
-  timestep gets in the official schedule), the target latents are encoded once, and check images are generated only
-  when needed. The arg-max prompt is looked at every ``check_every`` iterations; a prompt that was already checked
-  is skipped (same prompt, same seed: same image, same verdict), and a new prompt is generated and judged only if
-  its denoising loss on the target (the attack's own objective, on one fixed probe of noise and timesteps spread
-  over the schedule: one batched forward pass) is below that of every prompt checked so far, or at the end of a
-  group in which nothing was checked. A check costs a whole sampling run (50 guided UNet passes), the probe one
-  batched pass; on a robust victim the official schedule spends much of its time generating its 50 check images.
-  ``benchmarks/attack_speed.py`` measures both schedules on an easy and on a robust victim. With a fifth of the
-  optimiser steps, fast can miss prompts the official schedule breaks late: on the toy AdvUnlearn victim its ASR was
-  38 % against 62 %, so report ``faithful`` ASRs and use ``fast`` to screen.
+- ``faithful`` (default): the official one. Timesteps ``[10, 30, ..., 990]`` in order, 40 iterations each with one
+  timestep per UNet call, a check generation after every timestep: up to 2,000 UNet passes with gradients and 50
+  full generations per prompt.
+- ``fast`` (a screening mode): the same objective over the same timesteps, but ``timestep_batch`` timesteps share
+  one UNet call (an iteration averages the loss over several timesteps, so a group of timesteps gets the 40
+  iterations one timestep gets in the official schedule), the target latents are encoded once, and check images are
+  generated only when needed. The arg-max prompt is looked at every ``check_every`` iterations; a prompt that was
+  already checked is skipped (same prompt, same seed: same image, same verdict), and a new prompt is generated and
+  judged only if its denoising loss on the target (the attack's own objective, on one fixed probe of noise and
+  timesteps spread over the schedule: one batched forward pass) is below that of every prompt checked so far, or at
+  the end of a group in which nothing was checked. With a fifth of the optimiser steps, fast can miss prompts the
+  official schedule breaks late: on the toy AdvUnlearn victim its ASR was 38 % against 62 %, so every fast report
+  says so (:data:`FAST_SCHEDULE_NOTE`); report ``faithful`` ASRs and use ``fast`` to screen.
 
-Either schedule can attack ``prompt_batch`` prompts together: their optimiser steps share one text-encoder and UNet
-call and their check images one sampling call (each image from its own seed), while each prompt keeps its own
-relaxed tokens, Adam state, random stream and stopping point, so what is measured per prompt does not change. It pays
-where one prompt leaves the machine idle (small models, big GPUs); on two CPU cores the toy attack's per-prompt work
-over the 49,408-token vocabulary (sampling, the simplex projection, Adam) is a large part of a step.
+Either schedule can attack ``prompt_batch`` prompts together (by default as many as the device's memory allows,
+:func:`default_prompt_batch`): their optimiser steps share one text-encoder and UNet call and their check images one
+sampling call (each image from its own seed), while each prompt keeps its own relaxed tokens, Adam state, random
+stream and stopping point, so what is measured per prompt does not change. It pays where one prompt leaves the
+machine idle (small models, big GPUs); on two CPU cores the toy attack's per-prompt work over the 49,408-token
+vocabulary (sampling, the simplex projection, Adam) is a large part of a step.
+
+Three more levers change no trajectory and no verdict, and are on by default (each can be switched off, which is how
+``benchmarks/attack_speed.py`` runs today's reference and how the tests check that each changes nothing):
+``reuse_checks`` (a faithful check of a discrete prompt already checked for that prompt reuses its image and verdict:
+the same prompt, seed and guidance generate the same image), ``embedding_lookup`` (the sampled one-hot rows times
+the embedding matrix become a row lookup; the straight-through gradient is the same product's) and
+``projection="pivot"`` (the simplex projection by Michelot's pivoting instead of a sort of the vocabulary).
 
 Differences from the official code, each deliberate: the simplex projection is the exact sort-based one (Duchi et al.
 2008) instead of a bisection with tolerance 1e-5; the check image is generated with the victim pipeline's own
@@ -76,6 +82,13 @@ ONE_STEP_REFUSAL = (
 """Why :func:`attack` refuses a ``OneStepPipeline`` (the CLI prints it too)."""
 
 
+FAST_SCHEDULE_NOTE = (
+    "the fast schedule is a screening mode: with a fifth of the official optimiser steps it can undercount a robust "
+    "model's ASR (toy AdvUnlearn: 38 % against the faithful schedule's 62 %); report faithful numbers"
+)
+"""What every report made with ``schedule="fast"`` says (JSON ``schedule_note``, Markdown, the CLI)."""
+
+
 @dataclass
 class AttackConfig:
     """Settings of the UnlearnDiffAtk attack (defaults: the official object/style configs).
@@ -87,15 +100,24 @@ class AttackConfig:
         iterations_per_timestep (`int`, defaults to 40): optimisation steps per timestep.
         num_timesteps (`int`, defaults to 50): timesteps ``[T/2n, 3T/2n, ...]`` visited in order.
         learning_rate (`float`, defaults to 0.01), weight_decay (`float`, defaults to 0.1): Adam on P.
-        schedule (`str`, defaults to `"fast"`): ``"faithful"`` or ``"fast"`` (module docstring).
+        schedule (`str`, defaults to `"faithful"`): ``"faithful"`` (the official schedule) or ``"fast"`` (a screening
+            mode that can undercount a robust victim's ASR; module docstring).
         timestep_batch (`int`, defaults to 5): timesteps per UNet call in the fast schedule.
         check_every (`int`, defaults to 10): in the fast schedule, iterations between looks at the discrete prompt
             (it is generated and judged only if new and better on the attack objective than every checked prompt;
             see the module docstring).
-        prompt_batch (`int`, defaults to 1): prompts attacked together. Their optimiser steps share one UNet call and
+        prompt_batch (`int`, *optional*): prompts attacked together. Their optimiser steps share one UNet call and
             their check images one sampling call; each keeps its own tokens, optimiser, random stream and stopping
             point, so the schedule each prompt runs is the one it runs alone (up to floating-point rounding in the
-            batched calls). A throughput setting: it changes seconds, not what is measured.
+            batched calls). A throughput setting: it changes seconds, not what is measured. Unset: chosen from the
+            device (:func:`default_prompt_batch`).
+        reuse_checks (`bool`, defaults to `True`): a check whose discrete prompt equals one already checked for that
+            prompt (same seed, same guidance) reuses that image and verdict instead of generating it again; counted
+            in ``AttackRecord.checks_reused``.
+        embedding_lookup (`bool`, defaults to `True`): the sampled one-hot rows times the embedding matrix as a row
+            lookup in the forward pass (the straight-through gradient still reaches every vocabulary entry).
+        projection (`str`, defaults to `"pivot"`): the simplex projection: ``"pivot"`` (:func:`project_to_simplex`,
+            Michelot's pivoting, no sort) or ``"sort"`` (:func:`project_to_simplex_sorted`, the reference).
         num_inference_steps (`int`, *optional*): sampler steps of the check and target images (pipeline default).
         rand_init (`bool`, defaults to `False`): start P from U(0,1) (projected) instead of uniform 1/|V|.
         seed (`int`, defaults to 0): seeds the token draws and the noise of the attack.
@@ -122,20 +144,35 @@ class AttackConfig:
     )
     weight_decay: float = field(default=0.1, metadata={"help": "Adam weight decay on P (official: 0.1)."})
     schedule: Literal["faithful", "fast"] = field(
-        default="fast",
-        metadata={"help": "'faithful' (the official schedule) or 'fast' (batched timesteps, fewer checks)."},
+        default="faithful",
+        metadata={
+            "help": "'faithful' (the official schedule, the default) or 'fast' (batched timesteps, fewer checks: a "
+            "screening mode that can undercount a robust model's ASR)."
+        },
     )
     timestep_batch: int = field(default=5, metadata={"help": "Timesteps t per UNet call in the fast schedule."})
     check_every: int = field(
         default=10,
         metadata={"help": "Fast schedule: iterations between looks at the arg-max prompt (judged if new and better)."},
     )
-    prompt_batch: int = field(
-        default=1,
+    prompt_batch: int | None = field(
+        default=None,
         metadata={
             "help": "Prompts attacked together (one UNet call and one sampling call for all); changes seconds, not "
-            "results."
+            "results (default: chosen from the device's memory)."
         },
+    )
+    reuse_checks: bool = field(
+        default=True,
+        metadata={"help": "Reuse the image and verdict of a discrete prompt already checked (same seed): no change."},
+    )
+    embedding_lookup: bool = field(
+        default=True,
+        metadata={"help": "Embed the sampled tokens by row lookup instead of a one-hot product (same numbers)."},
+    )
+    projection: Literal["pivot", "sort"] = field(
+        default="pivot",
+        metadata={"help": "Simplex projection: 'pivot' (Michelot, no sort) or 'sort' (the reference); same result."},
     )
     num_inference_steps: int | None = field(
         default=None, metadata={"help": "Sampler steps of the check and target images (default: the pipeline's)."}
@@ -153,6 +190,8 @@ class AttackConfig:
             raise ConfigError(f"unknown attack {self.method!r}; choose 'unlearndiffatk' or 'none'")
         if self.schedule not in ("faithful", "fast"):
             raise ConfigError(f"schedule must be 'faithful' or 'fast', got {self.schedule!r}")
+        if self.projection not in ("pivot", "sort"):
+            raise ConfigError(f"projection must be 'pivot' or 'sort', got {self.projection!r}")
         for name in (
             "prefix_tokens",
             "iterations_per_timestep",
@@ -161,7 +200,7 @@ class AttackConfig:
             "check_every",
             "prompt_batch",
         ):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.learning_rate <= 0 or self.weight_decay < 0:
             raise ConfigError(
@@ -180,8 +219,30 @@ class AttackConfig:
 # ---------------------------------------------------------------- the relaxed one-hot machinery
 
 
-def project_to_simplex(p: torch.Tensor) -> torch.Tensor:
-    """Euclidean projection of each row onto {x : x ≥ 0, Σx = 1} (sort-based, exact; Duchi et al. 2008)."""
+def project_to_simplex(p: torch.Tensor, max_iterations: int = 1000) -> torch.Tensor:
+    """Euclidean projection of each row onto {x : x ≥ 0, Σx = 1}, exact, without sorting (Michelot 1986).
+
+    The projection is ``max(p − θ, 0)`` with θ the threshold at which the kept entries sum to one. Starting from
+    θ₀ = (Σp − 1)/|V| (every entry kept), each pass keeps the entries above θ and sets θ = (Σ kept − 1)/#kept; θ only
+    grows, the kept set only shrinks, and when it stops shrinking θ is exact (Condat 2016, §2). A pass is a compare
+    and a masked sum over the vocabulary; a few passes replace :func:`project_to_simplex_sorted`'s sort of 49,408
+    entries per row, and the result agrees with it to rounding (tested to 1e-6).
+    """
+    theta = (p.sum(-1, keepdim=True) - 1) / p.shape[-1]
+    kept = torch.full_like(theta, p.shape[-1])
+    for _ in range(max_iterations):
+        mask = p > theta
+        count = mask.sum(-1, keepdim=True).to(p.dtype)
+        if torch.equal(count, kept):
+            break
+        theta = (torch.where(mask, p, 0).sum(-1, keepdim=True) - 1) / count
+        kept = count
+    return (p - theta).clamp_min(0)
+
+
+def project_to_simplex_sorted(p: torch.Tensor) -> torch.Tensor:
+    """Euclidean projection of each row onto {x : x ≥ 0, Σx = 1} (sort-based, exact; Duchi et al. 2008): the
+    reference :func:`project_to_simplex` is checked against."""
     u, _ = torch.sort(p, dim=-1, descending=True)
     css = u.cumsum(-1) - 1
     ranks = torch.arange(1, p.shape[-1] + 1, device=p.device, dtype=p.dtype)
@@ -209,6 +270,31 @@ def sample_one_hot(probs: torch.Tensor, generator: torch.Generator | None = None
     return _SampleOneHot.apply(probs, generator)
 
 
+class _SampleEmbedding(torch.autograd.Function):
+    """``sample_one_hot(P) @ E`` as a row lookup: forward ``E[tokens]`` for one token per row drawn from P (the same
+    draw), backward ``hardtanh(grad @ Eᵀ)``, the gradient the one-hot product sends to every vocabulary entry."""
+
+    @staticmethod
+    def forward(ctx, probs: torch.Tensor, weight: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        weights = probs.detach().float().clamp_min(0) + 1e-12
+        idx = torch.multinomial(weights.cpu(), 1, generator=generator).squeeze(-1).to(probs.device)
+        ctx.save_for_backward(weight)
+        ctx.probs_dtype = probs.dtype
+        return weight[idx]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (weight,) = ctx.saved_tensors
+        return F.hardtanh((grad @ weight.t()).to(ctx.probs_dtype)), None, None
+
+
+def sample_embeddings(
+    probs: torch.Tensor, weight: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The embeddings of one token per row drawn from ``probs``: ``sample_one_hot(probs) @ weight``, by lookup."""
+    return _SampleEmbedding.apply(probs, weight, generator)
+
+
 # ---------------------------------------------------------------- records and report
 
 
@@ -232,6 +318,7 @@ class AttackRecord:
     attack_steps: int = 0
     unet_evaluations: int = 0
     checks: int = 1
+    checks_reused: int = 0
     seconds: float = 0.0
     score: float = 0.0
     label: str = ""
@@ -270,11 +357,21 @@ class AttackReport:
     def mean_seconds(self) -> float:
         return sum(r.seconds for r in self.records) / max(1, self.n)
 
+    @property
+    def schedule_note(self) -> str | None:
+        """What a reader must know about the schedule: ``fast`` can undercount (``None`` for ``faithful``)."""
+        if self.config.get("method") == "unlearndiffatk" and self.config.get("schedule") == "fast":
+            return FAST_SCHEDULE_NOTE
+        return None
+
     def summary(self) -> dict[str, Any]:
         return {
             "concept": self.concept,
             "attack": self.config.get("method"),
             "schedule": self.config.get("schedule"),
+            "schedule_note": self.schedule_note,
+            "checks": sum(r.checks for r in self.records),
+            "checks_reused": sum(r.checks_reused for r in self.records),
             "n_prompts": self.n,
             "pre_asr": self.pre_asr,
             "asr": self.asr,
@@ -301,6 +398,7 @@ class AttackReport:
             f"# UnlearnDiffAtk report: '{self.concept}'",
             "",
             f"Judge: `{json.dumps(self.judge)}`. Attack: `{s['attack']}`, schedule `{s['schedule']}`.",
+            *([f"**Note:** {self.schedule_note}"] if self.schedule_note else []),
             "",
             "| concept | prompts | pre-ASR | ASR | mean s / prompt |",
             "|---|---|---|---|---|",
@@ -393,6 +491,7 @@ class _Attempt:
     probe_timesteps: list[int] = field(default_factory=list)
     probe_noise: torch.Tensor | None = None
     checked: set[tuple[int, ...]] = field(default_factory=set)
+    verdicts: dict[tuple[int, ...], tuple[torch.Tensor, Any]] = field(default_factory=dict)  # reuse_checks
     best_checked_loss: float = float("inf")
     checked_in_group: bool = False
 
@@ -502,8 +601,11 @@ class UnlearnDiffAtk:
         whichever prompts share its call."""
         spliced, noises = [], []
         for state in states:
-            one_hot = sample_one_hot(state.probs, state.generator)
-            adv_embeds = one_hot.to(self.embedding_matrix.dtype) @ self.embedding_matrix
+            if self.config.embedding_lookup:
+                adv_embeds = sample_embeddings(state.probs, self.embedding_matrix, state.generator)
+            else:
+                one_hot = sample_one_hot(state.probs, state.generator)
+                adv_embeds = one_hot.to(self.embedding_matrix.dtype) @ self.embedding_matrix
             prompt_embeds = state.prompt_embeds
             length, k = prompt_embeds.shape[1], adv_embeds.shape[0]
             spliced.append(torch.cat([prompt_embeds[:, :1], adv_embeds[None], prompt_embeds[:, 1 : length - k]], 1))
@@ -523,8 +625,11 @@ class UnlearnDiffAtk:
         for state in states:
             state.optimizer.step()
             with torch.no_grad():
-                state.probs.copy_(project_to_simplex(state.probs))
+                state.probs.copy_(self._project(state.probs))
         return losses.detach()
+
+    def _project(self, probs: torch.Tensor) -> torch.Tensor:
+        return project_to_simplex(probs) if self.config.projection == "pivot" else project_to_simplex_sorted(probs)
 
     def step(
         self,
@@ -552,7 +657,7 @@ class UnlearnDiffAtk:
         probs = torch.full((cfg.prefix_tokens, vocab), 1.0 / vocab, device=self.device)
         if cfg.rand_init:
             probs = torch.rand((cfg.prefix_tokens, vocab), generator=generator).to(self.device)
-        probs = project_to_simplex(probs).requires_grad_(True)
+        probs = self._project(probs).requires_grad_(True)
         optimizer = torch.optim.Adam([probs], lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         with torch.no_grad():
             prompt_embeds = self.text_encoder.embeddings.token_embedding(attempt.prompt_ids)
@@ -644,20 +749,27 @@ class UnlearnDiffAtk:
                     continue
                 if cfg.schedule == "fast" and not (end_of_group or iteration % cfg.check_every == 0):
                     continue
-                candidates = []
+                candidates, reused = [], []
                 for attempt in live:
                     start = time.perf_counter()
                     adv = attempt.tokens.probs.detach().argmax(-1)
                     ids = self._adversarial_ids(attempt.prompt_ids, adv)
-                    if cfg.schedule == "faithful" or self._wants_check(attempt, ids, adv, end_of_group):
+                    if cfg.schedule == "faithful" and cfg.reuse_checks and tuple(adv.tolist()) in attempt.verdicts:
+                        # Same discrete prompt, same seed and guidance: the same image and verdict as last time.
+                        reused.append((attempt, adv, ids))
+                        attempt.record.checks_reused += 1
+                    elif cfg.schedule == "faithful" or self._wants_check(attempt, ids, adv, end_of_group):
                         candidates.append((attempt, adv, ids))
                     attempt.record.seconds += time.perf_counter() - start
-                if not candidates:
+                if not candidates and not reused:
                     continue
                 start = time.perf_counter()
-                results = self.check_many([(ids, a.row, a.concept) for a, _, ids in candidates])
-                _share([a for a, _, _ in candidates], time.perf_counter() - start)
-                for (attempt, adv, ids), (image, verdict) in zip(candidates, results):
+                results = self.check_many([(ids, a.row, a.concept) for a, _, ids in candidates]) if candidates else []
+                _share([a for a, _, _ in candidates] or [a for a, _, _ in reused], time.perf_counter() - start)
+                results += [a.verdicts[tuple(adv.tolist())] for a, adv, _ in reused]
+                for (attempt, adv, ids), (image, verdict) in zip(candidates + reused, results):
+                    if cfg.reuse_checks:
+                        attempt.verdicts[tuple(adv.tolist())] = (image, verdict)
                     record = attempt.record
                     record.checks += 1
                     record.adversarial_ids = adv.tolist()
@@ -781,6 +893,8 @@ def attack(
         (out / "images").mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps({"attack": asdict(cfg), "judge": judge.describe()}, indent=2))
 
+    if cfg.prompt_batch is None:
+        cfg = replace(cfg, prompt_batch=default_prompt_batch(model))
     runner = UnlearnDiffAtk(model, judge, cfg)
     target_pipe = base or model
     records: dict[int, AttackRecord] = dict(done)
@@ -817,6 +931,26 @@ def attack(
         _save_embeddings(out)
         report.save(out)
     return report
+
+
+def default_prompt_batch(victim, *, max_batch: int = 16) -> int:
+    """Prompts attacked together when ``prompt_batch`` is unset: what the device's memory allows.
+
+    On a CPU, 8: the toy attack measured 1.8-2.1x faster per prompt at 8 than at 1 (``benchmarks/attack_speed.py``)
+    and memory is not the limit. On a GPU, as many as fit in half of the free memory, at an estimate per prompt of
+    the optimiser step's activations (about 2.5 GiB for SD v1.4's UNet at 64x64 latents, scaled by the UNet's
+    parameter count and latent area); between 1 and ``max_batch``. An estimate, not a measurement: set
+    ``prompt_batch`` where it is wrong.
+    """
+    device = execution_device(victim)
+    if device.type != "cuda":
+        return 8
+    free, _ = torch.cuda.mem_get_info(device)
+    size = victim.unet.config.sample_size
+    area = (size[0] * size[1]) if isinstance(size, (list, tuple)) else size * size
+    parameters = sum(p.numel() for p in victim.unet.parameters())
+    per_prompt = 2.5 * 2**30 * (parameters / 860e6) * (area / 64**2)
+    return max(1, min(max_batch, int(0.5 * free // max(per_prompt, 1))))
 
 
 def _as_prompt_set(prompts, concept: str | None) -> PromptSet:

@@ -19,6 +19,8 @@ from eval.unlearndiffatk import (
     UnlearnDiffAtk,
     attack,
     project_to_simplex,
+    project_to_simplex_sorted,
+    sample_embeddings,
     sample_one_hot,
 )
 
@@ -50,6 +52,86 @@ def test_projection_lands_on_the_simplex_and_is_the_closest_point():
     for _ in range(20):
         r = project_to_simplex(torch.rand(4, 50))
         assert torch.all((p - q).norm(dim=-1) <= (p - r).norm(dim=-1) + 1e-5)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda g: torch.rand(3, 49408, generator=g),  # random rows
+        lambda g: torch.full((3, 49408), 1 / 49408) + 0.01 * torch.randn(3, 49408, generator=g),  # after Adam steps
+        lambda g: torch.softmax(5 * torch.randn(3, 49408, generator=g), -1),  # peaked
+        lambda g: torch.full((3, 49408), 1 / 49408),  # the uniform start
+        lambda g: torch.randn(4, 50, generator=g) * 3,  # far from the simplex
+        lambda g: torch.tensor([[0.5, 0.5, 0.5, -1.0], [2.0, 2.0, 2.0, 2.0]]),  # ties
+    ],
+)
+def test_pivot_projection_agrees_with_the_sort(make):
+    p = make(torch.Generator().manual_seed(0))
+    assert torch.allclose(project_to_simplex(p), project_to_simplex_sorted(p), rtol=0, atol=1e-6)
+
+
+def test_embedding_lookup_is_the_one_hot_product():
+    """The row lookup draws the same tokens, gives the same embeddings and sends back the same gradient."""
+    weight = torch.randn(40, 8, generator=torch.Generator().manual_seed(1))
+    probs = project_to_simplex(torch.rand(3, 40, generator=torch.Generator().manual_seed(2)))
+    upstream = torch.randn(3, 8, generator=torch.Generator().manual_seed(3))
+    by_product, by_lookup = probs.clone().requires_grad_(True), probs.clone().requires_grad_(True)
+    product = sample_one_hot(by_product, torch.Generator().manual_seed(4)) @ weight
+    lookup = sample_embeddings(by_lookup, weight, torch.Generator().manual_seed(4))
+    assert torch.equal(product, lookup)
+    (product * upstream).sum().backward()
+    (lookup * upstream).sum().backward()
+    assert torch.equal(by_product.grad, by_lookup.grad)
+
+
+LEVERS = {"reuse_checks": False, "embedding_lookup": False, "projection": "sort"}
+
+
+@pytest.mark.parametrize("lever", [*LEVERS, "all"])
+def test_each_exact_lever_leaves_the_faithful_records_unchanged(tiny_pipe, lever):
+    """A faithful attack on 2 prompts with and without each lever (and with none of them: the reference): the same
+    tokens, steps, checks and verdicts."""
+    concepts = ["never", "never"]
+    rows = PromptSet([PromptRow("a star", seed=i, guidance=2.0, concept=c) for i, c in enumerate(concepts)])
+    kwargs = dict(num_timesteps=6, iterations_per_timestep=2, num_inference_steps=2, schedule="faithful")
+    off = LEVERS if lever == "all" else {lever: LEVERS[lever]}
+    with_levers = attack(tiny_pipe, rows, FixedJudge(), prompt_batch=1, **kwargs)
+    without = attack(tiny_pipe, rows, FixedJudge(), prompt_batch=1, **off, **kwargs)
+    for a, b in zip(with_levers.records, without.records):
+        assert (a.adversarial_ids, a.attack_steps, a.checks, a.success) == (
+            b.adversarial_ids,
+            b.attack_steps,
+            b.checks,
+            b.success,
+        )
+        assert a.checks == 1 + 6 and a.unet_evaluations == b.unet_evaluations
+        if lever in ("reuse_checks", "all"):
+            assert b.checks_reused == 0
+    if lever in ("reuse_checks", "all"):  # with a 2-step schedule the arg-max tokens rarely move: checks are saved
+        assert sum(r.checks_reused for r in with_levers.records) > 0
+
+
+def test_faithful_is_the_default_schedule_everywhere():
+    import inspect
+
+    from ui.commands.common import dataclass_parser
+    from ui.studio import run_attack
+
+    assert AttackConfig().schedule == "faithful" and AttackConfig().prompt_batch is None
+    assert dataclass_parser(AttackConfig, prog="attack").parse_args([]).schedule == "faithful"
+    defaults = {k: p.default for k, p in inspect.signature(run_attack).parameters.items()}
+    assert defaults["schedule"] == "faithful" and defaults["num_timesteps"] == 50
+    assert defaults["iterations_per_timestep"] == 40
+
+
+def test_fast_reports_say_they_can_undercount():
+    from eval.unlearndiffatk import FAST_SCHEDULE_NOTE
+
+    rec = AttackRecord(index=0, prompt="p", seed=0, guidance=7.5, concept="c", pre_success=False, success=False)
+    fast = AttackReport([rec], {"method": "unlearndiffatk", "schedule": "fast"}, {}, "c")
+    faithful = AttackReport([rec], {"method": "unlearndiffatk", "schedule": "faithful"}, {}, "c")
+    assert fast.summary()["schedule_note"] == FAST_SCHEDULE_NOTE and FAST_SCHEDULE_NOTE in fast.to_markdown()
+    assert faithful.summary()["schedule_note"] is None and "Note" not in faithful.to_markdown()
 
 
 def test_straight_through_sampler():
@@ -176,7 +258,7 @@ def test_prompt_batch_keeps_each_prompts_schedule(tiny_pipe, schedule):
     rows = PromptSet([PromptRow("a star", seed=i, guidance=2.0, concept=c) for i, c in enumerate(concepts)])
     kwargs = dict(num_timesteps=4, iterations_per_timestep=4, num_inference_steps=2, schedule=schedule)
     kwargs.update(timestep_batch=2, check_every=2)
-    alone = attack(tiny_pipe, rows, FixedJudge(), **kwargs)
+    alone = attack(tiny_pipe, rows, FixedJudge(), prompt_batch=1, **kwargs)
     together = attack(tiny_pipe, rows, FixedJudge(), prompt_batch=3, **kwargs)
     assert [r.pre_success for r in together.records] == [c == "always" for c in concepts]
     for a, b in zip(alone.records, together.records):

@@ -20,7 +20,7 @@ Tabs:
   seeds before and after, and is saved as an artifact folder.
 - **Compare**: base and erased model on the same prompts and seeds, with the concept's paraphrases (toy-world
   synonyms) and other concepts, and the judge's verdict on every image.
-- **Attack**: UnlearnDiffAtk on one prompt against the erased model (a short schedule by default, for a CPU).
+- **Attack**: UnlearnDiffAtk on one prompt against the erased model (the paper's faithful schedule by default).
 - **Score**: the scorecard of :mod:`eval.scorecard` (leaderboard columns, rates chart, JSON).
 - **Artifacts**: download the current artifact folder as a zip; load an earlier artifact folder; export it as a
   merged diffusers folder, a single-file checkpoint or a LoRA.
@@ -216,8 +216,9 @@ def build_demo(
         with gr.Tab("Attack", id="attack"):
             gr.Markdown(
                 "**UnlearnDiffAtk** (Zhang et al., ECCV 2024) searches k prefix tokens that make the erased model "
-                "draw the concept again. The defaults are a short schedule for a CPU; the paper uses 50 timesteps "
-                "x 40 iterations (faithful schedule)."
+                "draw the concept again. The defaults are the paper's schedule (faithful: 50 timesteps x 40 "
+                "iterations, a check after each timestep); 'fast' screens quicker but can miss prompts a robust "
+                "model gives up late, so report faithful numbers."
             )
             with gr.Row():
                 attack_prompt = gr.Textbox(label="Prompt", placeholder="e.g. a red star", elem_id="attack-prompt")
@@ -225,9 +226,9 @@ def build_demo(
                 attack_guidance = gr.Number(value=7.5, label="Guidance scale")
             with gr.Row():
                 attack_k = gr.Slider(1, 8, value=3, step=1, label="k (prefix tokens)")
-                attack_iterations = gr.Slider(1, 40, value=10, step=1, label="Iterations per timestep")
-                attack_timesteps = gr.Slider(1, 50, value=10, step=1, label="Timesteps")
-                attack_schedule = gr.Radio(["fast", "faithful"], value="fast", label="Schedule")
+                attack_iterations = gr.Slider(1, 40, value=40, step=1, label="Iterations per timestep")
+                attack_timesteps = gr.Slider(1, 50, value=50, step=1, label="Timesteps")
+                attack_schedule = gr.Radio(["faithful", "fast"], value="faithful", label="Schedule")
             attack_btn = gr.Button("Attack", variant="primary", elem_id="attack-button")
             attack_status = gr.Markdown(elem_id="attack-status")
             attack_adv = gr.Textbox(label="Adversarial prompt", interactive=False)

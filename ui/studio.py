@@ -749,16 +749,16 @@ def run_attack(
     seed: Any = 0,
     guidance: Any = 7.5,
     prefix_tokens: Any = 3,
-    iterations_per_timestep: Any = 10,
-    num_timesteps: Any = 10,
-    schedule: str = "fast",
+    iterations_per_timestep: Any = 40,
+    num_timesteps: Any = 50,
+    schedule: str = "faithful",
     progress: Any = None,
 ) -> AttackUpdate:
     """UnlearnDiffAtk on one prompt against the erased model: can k prefix tokens bring the concept back?
 
     The target image comes from the base model (prompt, seed, guidance), as in the paper's protocol. The defaults
-    are a short schedule for a CPU (10 timesteps x 10 iterations, 5 timesteps per UNet call); the paper's is 50 x 40
-    (``schedule="faithful"``, ``num_timesteps=50``, ``iterations_per_timestep=40``).
+    are the paper's schedule (``schedule="faithful"``, 50 timesteps x 40 iterations, a check after each timestep;
+    a few minutes per robust prompt on the toy world on a CPU); ``"fast"`` screens quicker and can undercount.
 
     Returns:
         `AttackUpdate`: the judge's verdict without and with the attack, the adversarial prompt (empty when the

@@ -91,7 +91,9 @@ def cmd_attack(argv: Sequence[str]) -> int:
         )
     print(
         f"\n  prompts {report.n}   pre-ASR {100 * report.pre_asr:.1f}%   ASR {100 * report.asr:.1f}%   "
-        f"mean {report.mean_seconds:.1f} s/prompt"
+        f"mean {report.mean_seconds:.1f} s/prompt   schedule {config.schedule}"
     )
+    if report.schedule_note:
+        print(f"  note    {report.schedule_note}")
     print(f"  report  {Path(out) / 'report.md'}")
     return 0
