@@ -86,8 +86,11 @@ def _run(victim, base, prompts, targets, options: dict) -> dict:
     }
 
 
-def step_costs(base, prompts, targets, prompt_batch: int, repeats: int = 30) -> dict:
-    """Seconds of each piece of one optimiser step of one prompt, the reference's way and the default's way."""
+def step_costs(base, prompts, targets, max_batch: int, repeats: int = 30) -> dict:
+    """Seconds of each piece of one optimiser step, the reference's way and the default's way: per prompt for the
+    pieces over the vocabulary (simplex projection, token sampling, embedding product or lookup with its backward,
+    Adam), per call of ``b`` prompts for the batched ones (text encoder and UNet forward and backward, a check
+    generation with its judge), for ``b`` = 1 .. ``max_batch``."""
     from eval.judges import load_judge
     from eval.unlearndiffatk import (
         AttackConfig,
@@ -130,10 +133,8 @@ def step_costs(base, prompts, targets, prompt_batch: int, repeats: int = 30) -> 
     def spliced(batch: int) -> torch.Tensor:
         adv = weight[:3][None].expand(batch, -1, -1).clone().requires_grad_(True)
         length = prompt_embeds.shape[1]
-        return torch.cat(
-            [prompt_embeds[:, :1].expand(batch, -1, -1), adv, prompt_embeds[:, 1 : length - 3].expand(batch, -1, -1)],
-            1,
-        )
+        rest = prompt_embeds[:, 1 : length - 3].expand(batch, -1, -1)
+        return torch.cat([prompt_embeds[:, :1].expand(batch, -1, -1), adv, rest], 1)
 
     def text_encoder(batch: int) -> None:
         encode_embeddings(runner.text_encoder, spliced(batch)).sum().backward()
@@ -151,51 +152,97 @@ def step_costs(base, prompts, targets, prompt_batch: int, repeats: int = 30) -> 
     with torch.no_grad():
         p = probs.detach().clone()
     sampling = seconds(lambda: torch.multinomial(p.float().clamp_min(0) + 1e-12, 1, generator=generator))
-    text_1, unet_1 = seconds(lambda: text_encoder(1)), seconds(lambda: unet(1))
-    text_b = seconds(lambda: text_encoder(prompt_batch), 10) / prompt_batch
-    unet_b = seconds(lambda: unet(prompt_batch), 10) / prompt_batch
-    embedding_product, embedding_lookup = seconds(product), seconds(lookup)
-    reference = {
-        "projection": seconds(lambda: project_to_simplex_sorted(p)),
-        "sampling": sampling,
-        "embedding": embedding_product - sampling,
-        "text_encoder": text_1,
-        "unet": unet_1,
-        "optimizer": seconds(adam),
-    }
-    default = {
-        **reference,
-        "projection": seconds(lambda: project_to_simplex(p)),
-        "embedding": max(0.0, embedding_lookup - sampling),
-        "text_encoder": text_b,
-        "unet": unet_b,
-    }
-    check = seconds(lambda: runner.check(prompt_ids, row, "star"), 3)
-    check_batched = seconds(lambda: runner.check_many([(prompt_ids, row, "star")] * prompt_batch), 3) / prompt_batch
+    shared = {"sampling": sampling, "optimizer": seconds(adam)}
+    batches = range(1, max_batch + 1)
     return {
-        "seconds_per_step_piece": {
-            "reference": {k: round(v, 5) for k, v in reference.items()},
-            "default": {k: round(v, 5) for k, v in default.items()},
+        "per_prompt_pieces": {
+            "reference": {
+                **shared,
+                "projection": seconds(lambda: project_to_simplex_sorted(p)),
+                "embedding": seconds(product) - sampling,
+            },
+            "default": {
+                **shared,
+                "projection": seconds(lambda: project_to_simplex(p)),
+                "embedding": max(0.0, seconds(lookup) - sampling),
+            },
         },
-        "prompt_batch": prompt_batch,
-        "seconds_per_check_generation": {"reference": round(check, 4), "default": round(check_batched, 4)},
+        "per_call_by_batch": {
+            "text_encoder": {str(b): seconds(lambda b=b: text_encoder(b), 10) for b in batches},
+            "unet": {str(b): seconds(lambda b=b: unet(b), 10) for b in batches},
+            "check": {
+                str(b): seconds(lambda b=b: runner.check_many([(prompt_ids, row, "star")] * b), 3) for b in batches
+            },
+        },
         "notes": (
-            "per prompt; 'default' divides the batched text-encoder, UNet and check calls by the prompt batch; "
-            "'embedding' is the one-hot product or the lookup with its backward, less the sampling inside it"
+            "seconds; 'embedding' is the one-hot product or the lookup with its backward, less the sampling inside "
+            "it; 'check' is one sampling call of b prompts (the toy SD's default steps, guidance) and its judge"
         ),
     }
 
 
+def call_sizes(run: dict) -> tuple[list[int], list[int]]:
+    """The prompts in each optimiser-step call and each check-generation call of a run, rebuilt from its records.
+
+    With ``prompt_batch`` p the prompts run in chunks of p; within a chunk, step j serves every prompt that took at
+    least j steps, and the checks after each timestep serve the prompts still running then (less the checks served
+    from the cache, taken off the largest calls); the pre-attack checks are one call per chunk."""
+    batch = run["config"]["prompt_batch"]
+    iterations = run["config"]["iterations_per_timestep"]
+    prompts = run["per_prompt"]
+    steps, checks = [], []
+    for first in range(0, len(prompts), batch):
+        chunk = prompts[first : first + batch]
+        checks.append(len(chunk))
+        longest = max(p["steps"] for p in chunk)
+        steps += [sum(p["steps"] >= j for p in chunk) for j in range(1, longest + 1)]
+        checks += [sum(p["steps"] >= j for p in chunk) for j in range(iterations, longest + 1, iterations)]
+    reused = sum(p["checks_reused"] for p in prompts)
+    for _ in range(reused):
+        largest = max(range(len(checks)), key=checks.__getitem__)
+        checks[largest] -= 1
+    return steps, [c for c in checks if c > 0]
+
+
 def breakdown(run: dict, costs: dict, which: str) -> dict:
-    """Seconds per prompt of a run, by piece: the piece costs times the run's steps and generations; what the
-    measured wall time leaves over is 'other' (target encoding, the pre-attack check's judge, Python)."""
-    pieces = costs["seconds_per_step_piece"][which]
+    """Seconds per prompt of a run, by piece: the per-prompt pieces times the prompt's steps, each batched call's cost
+    at its batch size (:func:`call_sizes`) shared among its prompts; what the measured wall time leaves over is
+    'other' (Python, autograd bookkeeping, noise draws, the target latents' encoding)."""
     n = len(run["per_prompt"])
-    steps = run["optimizer_steps"] / n
-    out = {k: steps * v for k, v in pieces.items()}
-    out["checks"] = run["generations"] / n * costs["seconds_per_check_generation"][which]
+    steps, checks = call_sizes(run)
+    per_call = costs["per_call_by_batch"]
+    out = {k: run["optimizer_steps"] * v / n for k, v in costs["per_prompt_pieces"][which].items()}
+    for piece in ("text_encoder", "unet"):
+        out[piece] = sum(per_call[piece][str(b)] for b in steps) / n
+    out["checks"] = sum(per_call["check"][str(b)] for b in checks) / n
     out["other"] = max(0.0, run["seconds_per_prompt"] - sum(out.values()))
     return {k: round(out[k], 2) for k in PIECES}
+
+
+def lever_savings(victim: dict, costs: dict) -> dict:
+    """Seconds per prompt each lever saved, in the order they were added (from the breakdown's piece costs and the
+    runs' counts), and the modelled speed-up after each, cumulatively."""
+    reference, default = victim["runs"]["reference"], victim["runs"]["default"]
+    n = len(reference["per_prompt"])
+    steps = reference["optimizer_steps"] / n
+    pieces = costs["per_prompt_pieces"]
+    saved = {
+        "reuse_checks": default["checks_reused"] / n * costs["per_call_by_batch"]["check"]["1"],
+        "embedding_lookup": steps * (pieces["reference"]["embedding"] - pieces["default"]["embedding"]),
+        "projection_pivot": steps * (pieces["reference"]["projection"] - pieces["default"]["projection"]),
+    }
+    before, after = victim["breakdown"]["reference"], victim["breakdown"]["default"]
+    batched = sum(before[k] - after[k] for k in ("text_encoder", "unet", "checks"))
+    saved["prompt_batch"] = batched - saved["reuse_checks"]
+    total, cumulative = reference["seconds_per_prompt"], 0.0
+    out = {}
+    for lever, seconds in saved.items():
+        cumulative += seconds
+        out[lever] = {
+            "seconds_saved_per_prompt": round(seconds, 2),
+            "speedup_so_far": _ratio(total, total - cumulative),
+        }
+    return out
 
 
 def _chart(victims: dict, path: Path) -> None:
@@ -209,7 +256,7 @@ def _chart(victims: dict, path: Path) -> None:
         for name, v in victims.items()
         for which in ("reference", "default")
     ]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     bottom = [0.0] * len(bars)
     for piece in PIECES:
         values = [b[1][piece] for b in bars]
@@ -217,7 +264,7 @@ def _chart(victims: dict, path: Path) -> None:
         bottom = [x + y for x, y in zip(bottom, values)]
     ax.set_ylabel("seconds per prompt")
     ax.set_title("UnlearnDiffAtk (faithful schedule) on the toy world, 2 CPU cores")
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -229,6 +276,11 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--victims", nargs="*", default=list(VICTIMS), choices=list(VICTIMS))
     parser.add_argument("--output", default=str(OUT))
+    parser.add_argument(
+        "--breakdown-only",
+        action="store_true",
+        help="re-measure the step costs and rebuild the breakdowns of the runs already in --output (a few minutes)",
+    )
     args = parser.parse_args()
 
     import erasure
@@ -245,6 +297,22 @@ def main() -> None:
     print("step costs", json.dumps(costs))
 
     path = Path(args.output)
+    if args.breakdown_only:
+        out = json.loads(path.read_text())
+        out["step_costs"] = costs
+        for victim in out["victims"].values():
+            victim["breakdown"] = {k: breakdown(victim["runs"][k], costs, k) for k in ("reference", "default")}
+            victim["lever_savings"] = lever_savings(victim, costs)
+        out["breakdown_note"] = (
+            "step_costs re-measured and breakdowns rebuilt from the runs' records by --breakdown-only, in a later "
+            "invocation than the runs"
+        )
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(out, indent=2))
+        tmp.replace(path)
+        _chart(out["victims"], CHART)
+        print(json.dumps({k: v["breakdown"] for k, v in out["victims"].items()}, indent=1))
+        return
     victims: dict = {}
     for name in args.victims:
         start = time.perf_counter()
@@ -268,6 +336,7 @@ def main() -> None:
                 "default": breakdown(default, costs, "default"),
             },
         }
+        victims[name]["lever_savings"] = lever_savings(victims[name], costs)
         print(name, json.dumps({k: v for k, v in victims[name].items() if k != "runs"}))
         # Written after each victim, atomically, so that an interrupted run keeps what it measured.
         out = {

@@ -56,6 +56,7 @@ succeed without attack count as successes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -116,6 +117,10 @@ class AttackConfig:
             in ``AttackRecord.checks_reused``.
         embedding_lookup (`bool`, defaults to `True`): the sampled one-hot rows times the embedding matrix as a row
             lookup in the forward pass (the straight-through gradient still reaches every vocabulary entry).
+        mixed_precision (`str`, defaults to `"no"`): ``"fp16"`` or ``"bf16"`` generates the check images under
+            autocast on a CUDA device (the frozen UNet, VAE and text encoder compute in half precision; attention is
+            diffusers' SDPA either way); the optimiser steps stay fp32. Not an exact lever: half precision can
+            change a check image. Refused off CUDA.
         projection (`str`, defaults to `"pivot"`): the simplex projection: ``"pivot"`` (:func:`project_to_simplex`,
             Michelot's pivoting, no sort) or ``"sort"`` (:func:`project_to_simplex_sorted`, the reference).
         num_inference_steps (`int`, *optional*): sampler steps of the check and target images (pipeline default).
@@ -170,6 +175,10 @@ class AttackConfig:
         default=True,
         metadata={"help": "Embed the sampled tokens by row lookup instead of a one-hot product (same numbers)."},
     )
+    mixed_precision: Literal["no", "fp16", "bf16"] = field(
+        default="no",
+        metadata={"help": "CUDA only: generate the check images in fp16 or bf16 (autocast); optimiser steps in fp32."},
+    )
     projection: Literal["pivot", "sort"] = field(
         default="pivot",
         metadata={"help": "Simplex projection: 'pivot' (Michelot, no sort) or 'sort' (the reference); same result."},
@@ -190,6 +199,8 @@ class AttackConfig:
             raise ConfigError(f"unknown attack {self.method!r}; choose 'unlearndiffatk' or 'none'")
         if self.schedule not in ("faithful", "fast"):
             raise ConfigError(f"schedule must be 'faithful' or 'fast', got {self.schedule!r}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ConfigError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}")
         if self.projection not in ("pivot", "sort"):
             raise ConfigError(f"projection must be 'pivot' or 'sort', got {self.projection!r}")
         for name in (
@@ -514,6 +525,11 @@ class UnlearnDiffAtk:
         self.judge = judge
         self.config = config
         self.device = execution_device(victim)
+        if config.mixed_precision != "no" and self.device.type != "cuda":
+            raise ConfigError(
+                f"mixed_precision={config.mixed_precision!r} needs a CUDA device; the victim is on {self.device} "
+                "(leave it at 'no' on a CPU)"
+            )
         self.tokenizer = victim.tokenizer
         self.text_encoder = victim.text_encoder.eval().requires_grad_(False)
         self.unet = victim.unet.eval().requires_grad_(False)
@@ -549,13 +565,15 @@ class UnlearnDiffAtk:
         kwargs: dict[str, Any] = {"output_type": "pt", "guidance_scale": guidance}
         if self.config.num_inference_steps is not None:
             kwargs["num_inference_steps"] = self.config.num_inference_steps
-        out = self.victim(
-            prompt_embeds=embeds,
-            negative_prompt_embeds=self.null_embeds.expand(len(seeds), -1, -1),
-            generator=_generators(seeds),
-            **kwargs,
-        )
-        return out.images.cpu()
+        half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.config.mixed_precision)
+        with torch.autocast("cuda", dtype=half) if half is not None else contextlib.nullcontext():
+            out = self.victim(
+                prompt_embeds=embeds,
+                negative_prompt_embeds=self.null_embeds.expand(len(seeds), -1, -1),
+                generator=_generators(seeds),
+                **kwargs,
+            )
+        return out.images.float().cpu()
 
     def check(self, ids: torch.Tensor, row: PromptRow, concept: str):
         image = self.generate(ids, _seed_of(row), row.guidance)

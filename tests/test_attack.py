@@ -23,6 +23,7 @@ from eval.unlearndiffatk import (
     sample_embeddings,
     sample_one_hot,
 )
+from pipelines.errors import ConfigError
 
 
 class BrightJudge(Judge):
@@ -122,6 +123,26 @@ def test_faithful_is_the_default_schedule_everywhere():
     defaults = {k: p.default for k, p in inspect.signature(run_attack).parameters.items()}
     assert defaults["schedule"] == "faithful" and defaults["num_timesteps"] == 50
     assert defaults["iterations_per_timestep"] == 40
+
+
+def test_half_precision_checks_need_cuda(tiny_pipe):
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        UnlearnDiffAtk(tiny_pipe, FixedJudge(), AttackConfig(mixed_precision="fp16"))
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        AttackConfig(mixed_precision="fp8")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="half-precision checks run on CUDA only")
+def test_half_precision_checks_on_cuda(tiny_pipe):
+    pipe = tiny_pipe.to("cuda")
+    try:
+        runner = UnlearnDiffAtk(pipe, FixedJudge(), AttackConfig(mixed_precision="fp16", num_inference_steps=2))
+        full = UnlearnDiffAtk(pipe, FixedJudge(), AttackConfig(num_inference_steps=2))
+        ids = runner._prompt_ids("a star")
+        half_image, full_image = runner.generate(ids, 0, 2.0), full.generate(ids, 0, 2.0)
+        assert half_image.dtype == torch.float32 and (half_image - full_image).abs().max() < 0.05
+    finally:
+        tiny_pipe.to("cpu")
 
 
 def test_fast_reports_say_they_can_undercount():

@@ -204,3 +204,38 @@ def test_toy_grid_command_writes_a_prompts_by_seeds_png(tmp_path, capsys):
     grid = Image.open(out)
     assert grid.height > grid.width  # 8 prompt rows, 2 seed columns
     assert "wrote" in capsys.readouterr().out
+
+
+def test_gan_recipe_levers_run_and_the_partition_assigns_every_scene(tmp_path):
+    """The issue-19 trial levers (conditional projection discriminator, DiffAugment) run end to end for two steps,
+    and z's latent partition reads object, colour and background off fixed coordinates."""
+    from pipelines.errors import ConfigError
+    from pipelines.toy.build_gan import LabelProjection, partition_labels, train_gan
+    from pipelines.toy.world import BACKGROUNDS, COLOURS, OBJECTS
+
+    z = torch.zeros(3, 128)
+    z[0, 3], z[0, 8 + 5], z[0, 14 + 2] = 1, 1, 1  # OBJECTS[3], COLOURS[5], BACKGROUNDS[2]
+    z[1, 0], z[1, 8], z[1, 14] = 1, 1, 1
+    labels = partition_labels(z[:2], list(OBJECTS))
+    assert labels.tolist() == [[3, 5, 2], [0, 0, 0]]
+    without_circle = partition_labels(z[1:2], [o for o in OBJECTS if o != "circle"])
+    assert OBJECTS[int(without_circle[0, 0])] == "square"  # the first coordinate is the first object left
+    assert LabelProjection(16)(torch.randn(2, 16), labels).shape == (2, 1)
+    assert len(OBJECTS) + len(COLOURS) + len(BACKGROUNDS) <= 128
+    with pytest.raises(ConfigError, match="mixing=0"):
+        train_gan(tmp_path, steps=1, num_images=8, conditional=True, mixing=0.9)
+    report = train_gan(
+        tmp_path,
+        steps=2,
+        num_images=32,
+        batch_size=4,
+        mixing=0,
+        conditional=True,
+        diffaugment="translation,cutout",
+        imle_weight=1.0,
+        imle_pool=2,
+        adversarial_weight=0.5,
+        eval_samples=0,
+        probe_every=0,
+    )
+    assert report["steps"] == 2 and (tmp_path / "gan" / "generator.safetensors").is_file()
