@@ -742,15 +742,6 @@ def scorecard(
         raise ConfigError(f"the {judge.name} judge does not know the concept {concept!r}; {judge.concept_hint()}")
     # Everything that can fail on bad input is checked before the (slow) sampling starts.
     attack = read_attack_report(cfg.attack_report)
-    backbone = extractor = None
-    if cfg.clip is not None:
-        from .clip_score import load_clip
-
-        backbone = load_clip(cfg.clip, device=device or "cpu")
-    if cfg.fid_features is not None:
-        from .fid import load_feature_extractor
-
-        extractor = load_feature_extractor(cfg.fid_features, inception_weights=cfg.inception_weights, device=device)
     kind = concept_kind(concept)
     toy = kind in ("object", "colour", "style")
     value = canonical(concept) if toy else concept
@@ -787,13 +778,23 @@ def scorecard(
     # Utility prompts: the toy world reuses the retain samples; otherwise captions are sampled for CLIP and FID.
     captions = None
     utility_prompts, reference_images = cfg.utility_prompts, cfg.reference_images
-    if not (toy and utility_prompts is None) and (backbone is not None or extractor is not None):
+    if not (toy and utility_prompts is None) and (cfg.clip is not None or cfg.fid_features is not None):
         if isinstance(utility_prompts, (str, os.PathLike)) or utility_prompts is None:
             captions = load_captions(utility_prompts, limit=cfg.utility_limit)
         else:
             captions = [(str(p), i) for i, p in enumerate(utility_prompts)]
     if isinstance(reference_images, (str, os.PathLike)) and not Path(reference_images).expanduser().is_dir():
         raise ConfigError(f"reference images folder {reference_images} does not exist")
+    # Every setting and input is checked; only now do the metric networks load (then the models, then sampling).
+    backbone = extractor = None
+    if cfg.clip is not None:
+        from .clip_score import load_clip
+
+        backbone = load_clip(cfg.clip, device=device or "cpu")
+    if cfg.fid_features is not None:
+        from .fid import load_feature_extractor
+
+        extractor = load_feature_extractor(cfg.fid_features, inception_weights=cfg.inception_weights, device=device)
     # One progress stage per sampling run and metric, so the total is known before the slow part starts.
     stages = 3 + 2 * (captions is not None) + (backbone is not None) + (extractor is not None)
     stage = _StageReporter(callback, stages)

@@ -201,6 +201,22 @@ def test_bad_input_fails_before_any_sampling(tmp_path):
         scorecard(never_used, never_used, "bright", ThresholdJudge(), seeds=0)
 
 
+def test_prompt_sets_are_checked_before_the_metric_networks_load(monkeypatch):
+    import importlib
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("a metric network loaded before the prompt sets were checked")
+
+    # The modules, not the functions of the same name that ``eval`` exports.
+    monkeypatch.setattr(importlib.import_module("eval.clip_score"), "load_clip", must_not_load)
+    monkeypatch.setattr(importlib.import_module("eval.fid"), "load_feature_extractor", must_not_load)
+    never_used = object()
+    with pytest.raises(ConfigError, match="at least one prompt"):
+        scorecard(never_used, never_used, "bright", ThresholdJudge(), prompts=[], clip="toy", fid_features="toy")
+    with pytest.raises(ConfigError, match="give prompts"):
+        scorecard(never_used, never_used, "bright", ThresholdJudge(), clip="toy", fid_features="toy")
+
+
 def test_non_toy_concepts_need_prompts_and_existing_files(tmp_path):
     never_used = object()
     judge = ThresholdJudge()
