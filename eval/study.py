@@ -51,7 +51,26 @@ from pipelines.jobs import (
 
 LEADERBOARD_COLUMNS: tuple[str, ...] = ("pre-ASR", "ASR", "FID", "CLIP", "UA", "IRA", "CRA", "time", "memory")
 """The leaderboard's columns, named as the public leaderboards name them (time in seconds, memory in MB)."""
-RATE_COLUMNS = ("pre-ASR", "ASR", "UA", "IRA", "CRA", "forget", "retain shift")
+# Beside them, what the erasure literature's own tables report: forget rate, paraphrase forget rate (the concept asked
+# for in other words), the worst shift of another concept's rate, and the erasure's own wall time.
+EXTRA_COLUMNS: tuple[str, ...] = ("forget", "paraphrase", "retain shift", "erase time")
+RATE_COLUMNS = ("pre-ASR", "ASR", "UA", "IRA", "CRA", "forget", "paraphrase", "retain shift")
+# The Markdown table's order: what was erased, what survived, quality, robustness, cost.
+TABLE_COLUMNS: tuple[str, ...] = (
+    "forget",
+    "paraphrase",
+    "retain shift",
+    "FID",
+    "CLIP",
+    "UA",
+    "IRA",
+    "CRA",
+    "pre-ASR",
+    "ASR",
+    "erase time",
+    "time",
+    "memory",
+)
 IMAGE_CACHE = "images"
 
 
@@ -149,13 +168,16 @@ def run_one(run: RunSpec, workdir: Path, context: RunContext) -> dict[str, Any]:
         "metrics": {},
         "backends": {},
     }
-    if result.sampler != "multistep":
+    if result.sampler not in ("multistep", "one_step"):  # a GAN: the study's metrics are text-to-image ones
         return out
     erased = result.apply(model)
 
     report = None
     attack_spec = run.evaluations["attack"]
-    if attack_spec["enabled"]:
+    if attack_spec["enabled"] and result.sampler == "one_step":
+        # UnlearnDiffAtk optimises a denoising loss a one-step generator does not have (ONE_STEP_REFUSAL).
+        out["backends"]["ASR"] = "does not apply to a one-step generator"
+    elif attack_spec["enabled"]:
         report = _run_attack(run, erased, model, attack_spec, workdir / "attack", images, context)
         out["attack"] = {k: report.summary()[k] for k in ("pre_asr", "asr", "n_prompts", "schedule", "attack")}
         out["metrics"].update({"pre-ASR": report.pre_asr, "ASR": report.asr})
@@ -190,6 +212,14 @@ def run_one(run: RunSpec, workdir: Path, context: RunContext) -> dict[str, Any]:
             out["metrics"][f"base {key}"] = base_row[key]
         out["metrics"]["forget"] = card.forget_rate["erased"]
         out["metrics"]["base forget"] = card.forget_rate["base"]
+        paraphrases = card.rates.get("paraphrases", [])
+        if paraphrases:  # pooled over the paraphrase groups, weighted by their samples
+            samples = sum(p["samples"] for p in paraphrases)
+            for role, key in (("erased", "paraphrase"), ("base", "base paraphrase")):
+                out["metrics"][key] = sum(p[role] * p["samples"] for p in paraphrases) / samples
+            out["backends"]["paraphrase"] = f"{card.judge.get('name')} judge, {samples} samples of " + ", ".join(
+                f"'{p['label']}'" for p in paraphrases
+            )
         out["metrics"]["retain shift"] = card.rates.get("max_retain_shift")
         definitions = card.definitions()
         out["backends"].update({k: definitions[k] for k in ("FID", "CLIP", "UA", "IRA", "CRA")})
@@ -311,17 +341,19 @@ class Leaderboard:
     def to_markdown(self, title: str = "Leaderboard") -> str:
         lines = [f"# {title}", ""]
         lines += [
-            "Mean ± standard deviation over seeds (`n` runs per row). Rates are percentages; pre-ASR is the attack "
-            "success rate without attack, ASR with UnlearnDiffAtk (pre-attack successes included); UA, IRA and CRA "
-            "as UnlearnCanvas defines them; time is the run's wall seconds (erase, attack and scorecard), memory its "
-            "peak in MB. '–' means not measured.",
+            "Mean ± standard deviation over seeds (`n` runs per row). Rates are percentages: forget is how often "
+            "the erased model still draws the concept, paraphrase the same for the concept asked in other words, "
+            "retain shift the largest change of another concept's rate (points); pre-ASR is the attack success rate "
+            "without attack, ASR with UnlearnDiffAtk (pre-attack successes included); UA, IRA and CRA as "
+            "UnlearnCanvas defines them; erase time is the erasure's wall seconds, time the whole run's (erase, "
+            "attack and scorecard), memory its peak in MB. '–' means not measured.",
             "",
         ]
-        head = ["method", "concept", "n", *LEADERBOARD_COLUMNS]
+        head = ["method", "concept", "n", *TABLE_COLUMNS]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for row in self.rows:
             cells = [row["method"], row["concept"], str(row["runs"])]
-            cells += [_cell(row.get(column), column) for column in LEADERBOARD_COLUMNS]
+            cells += [_cell(row.get(column), column) for column in TABLE_COLUMNS]
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "## Backends", ""]
         for column, names in self.backends.items():
@@ -337,7 +369,7 @@ class Leaderboard:
     def to_csv(self) -> str:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        extra = ("forget", "retain shift")
+        extra = EXTRA_COLUMNS
         writer.writerow(
             ["model", "method", "concept", "n", "seeds"]
             + [f"{c}{suffix}" for c in (*LEADERBOARD_COLUMNS, *extra) for suffix in ("", " std")]
@@ -417,9 +449,10 @@ def _save_figure(fig, path: Path) -> Path:
 def _cell(stat: Mapping[str, Any] | None, column: str) -> str:
     if not stat or stat.get("mean") is None:
         return "–"
-    scale, digits = (100, 1) if column in RATE_COLUMNS else (1, {"FID": 4, "CLIP": 4, "time": 1}.get(column, 0))
+    decimals = {"FID": 4, "CLIP": 4, "time": 1, "erase time": 1}
+    scale, digits = (100, 1) if column in RATE_COLUMNS else (1, decimals.get(column, 0))
     mean = scale * stat["mean"]
-    fixed = column in RATE_COLUMNS or column in ("time", "memory")
+    fixed = column in RATE_COLUMNS or column in ("time", "erase time", "memory")
     text = f"{mean:.{digits}f}" if fixed else f"{mean:.{digits}g}"
     if stat.get("std") is not None:
         std = scale * stat["std"]
@@ -460,9 +493,11 @@ def build_leaderboard(records: Sequence[Mapping[str, Any]], failed: Mapping[str,
             "runs": len(members),
             "seeds": [m.get("seed") for m in members],
         }
-        for column in (*LEADERBOARD_COLUMNS, "forget", "retain shift"):
+        for column in (*LEADERBOARD_COLUMNS, *EXTRA_COLUMNS):
             if column == "time":
                 values = [m.get("seconds") for m in members]
+            elif column == "erase time":
+                values = [m.get("erase", {}).get("wall_seconds") for m in members]
             elif column == "memory":
                 values = [m.get("peak_memory_mb") for m in members]
             else:
@@ -478,10 +513,12 @@ def build_leaderboard(records: Sequence[Mapping[str, Any]], failed: Mapping[str,
                 else "machine unknown"
             )
             named["memory"] = f"{m.get('peak_memory_kind', 'peak memory')}, MB"
+            if m.get("erase", {}).get("wall_seconds") is not None:
+                named["erase time"] = "wall seconds of the erasure alone (the method's own measurement)"
             for column, text in named.items():
-                if column in (*LEADERBOARD_COLUMNS, "forget", "retain shift") and text not in backends.get(column, []):
+                if column in (*LEADERBOARD_COLUMNS, *EXTRA_COLUMNS) and text not in backends.get(column, []):
                     backends.setdefault(column, []).append(text)
-    order = [c for c in (*LEADERBOARD_COLUMNS, "forget", "retain shift") if c in backends]
+    order = [c for c in (*LEADERBOARD_COLUMNS, *EXTRA_COLUMNS) if c in backends]
     return Leaderboard(rows=rows, backends={c: backends[c] for c in order}, failed=dict(failed or {}))
 
 
@@ -510,7 +547,9 @@ def write_leaderboard(output_dir: str | os.PathLike) -> Leaderboard:
 
 
 __all__ = [
+    "EXTRA_COLUMNS",
     "LEADERBOARD_COLUMNS",
+    "TABLE_COLUMNS",
     "Leaderboard",
     "build_leaderboard",
     "resolve_config",

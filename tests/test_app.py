@@ -441,7 +441,8 @@ def test_cmd_demo_binds_localhost_unless_told_otherwise(monkeypatch, capsys):
     assert main(["demo", "--port", "seventy"]) == 2
     assert main(["demo", "--model", "/no/such/model"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "invalid int value" in err[0] and "/no/such/model: no such folder" in err[1]
+    assert len(err) == 3 and err[0].startswith("erasure-studio demo: warning: --host 0.0.0.0 opens the studio")
+    assert "invalid int value" in err[1] and "/no/such/model: no such folder" in err[2]
     assert "Traceback" not in "".join(err)
 
 

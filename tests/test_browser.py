@@ -139,13 +139,19 @@ def test_erase_in_the_browser_shows_before_and_after(tmp_path, monkeypatch, one_
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(screenshot), full_page=True)
 
-                # A second click while a run is going is told to wait; Stop ends the run.
+                # A second run asked for while one is going waits in Gradio's queue (not turned away: its position
+                # reaches gradio_client, tests/test_studio_load.py); Stop ends the running one, the queued one
+                # starts, and Stop ends it too.
                 steps.fill("100000")
                 steps.press("Tab")
                 page.locator("#erase-button").click()
-                page.locator("#erase-status").get_by_text("step").first.wait_for()
+                page.locator("#erase-status").get_by_text("erasing 'star': step").first.wait_for()
+                concept.fill("heart")
+                concept.press("Tab")
                 page.locator("#erase-button").click()
-                page.get_by_text("Another run is going").first.wait_for()
+                page.locator("#stop-button").click()
+                page.locator("#erase-status").get_by_text("erasing 'heart': step").first.wait_for()
+                assert page.get_by_text("Another run is going").count() == 0
                 page.locator("#stop-button").click()
                 page.locator("#erase-status").get_by_text("Stopped after step").wait_for()
 

@@ -319,7 +319,10 @@ def test_the_leaderboard_has_the_public_columns_mean_and_spread_and_backends(tmp
     assert main(["report", str(out)]) == 0
     text = (out / "leaderboard.md").read_text()
     header = next(line for line in text.splitlines() if line.startswith("| method"))
-    assert header == "| method | concept | n | pre-ASR | ASR | FID | CLIP | UA | IRA | CRA | time | memory |"
+    assert header == (
+        "| method | concept | n | forget | paraphrase | retain shift | FID | CLIP | UA | IRA | CRA | pre-ASR | ASR | "
+        "erase time | time | memory |"
+    )
     assert "esd (toy) | star | 2 |" in text and " ± " in text
     assert "- **FID**: test double features" in text and "process peak RSS" in text
     rows = list(csv.DictReader(io.StringIO((out / "leaderboard.csv").read_text())))
@@ -371,3 +374,42 @@ def test_the_real_runner_erases_attacks_and_scores_on_the_toy_model(tmp_path):
     # The base model's samples and the attack's targets went into the study's shared cache.
     assert len(list((out / "cache" / "images").rglob("*.png"))) > 48
     assert "| esd (toy) | star | 1 |" in (out / "leaderboard.md").read_text()
+
+
+LEADERBOARD_JOB = Path(__file__).resolve().parents[1] / "configs" / "jobs" / "toy-leaderboard.yaml"
+
+
+def test_the_toy_leaderboard_job_plans_every_method_concept_and_seed(tmp_path):
+    result = run_study(LEADERBOARD_JOB, tmp_path / "study", dry_run=True)
+    planned = [(r.method, r.concept, r.seed) for r in result.runs]
+    assert sorted({m for m, _, _ in planned}) == ["advunlearn", "doco", "esd", "salun", "sfd"]
+    assert len(planned) == 5 * 2 * 3 and {c for _, c, _ in planned} == {"star", "heart"}
+
+
+def test_a_slice_of_the_toy_leaderboard_writes_every_column(tmp_path):
+    """One method, one concept, one seed of the shipped leaderboard job, its schedules shortened to CI's budget: the
+    leaderboard files carry every column, and each column the run measures has a value."""
+    import yaml
+
+    from eval.study import EXTRA_COLUMNS, LEADERBOARD_COLUMNS, TABLE_COLUMNS
+
+    spec = yaml.safe_load(LEADERBOARD_JOB.read_text())
+    spec["methods"] = [{**spec["methods"][0], "config": {"max_train_steps": 3}}]
+    spec["concepts"], spec["seeds"] = ["star"], [0]
+    attack = spec["evaluations"]["attack"]
+    attack["limit"] = 2
+    attack["config"].update(iterations_per_timestep=1, num_timesteps=2, num_inference_steps=2)
+    spec["evaluations"]["scorecard"]["config"].update(seeds=1, num_inference_steps=2)
+    spec["resources"] = {"torch_threads": 1}
+    out = tmp_path / "study"
+    result = run_study(spec, out, max_parallel=1)
+    assert not result.failed, result.failed
+    markdown = (out / "leaderboard.md").read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| method"))
+    assert header == "| " + " | ".join(["method", "concept", "n", *TABLE_COLUMNS]) + " |"
+    row = next(line for line in markdown.splitlines() if line.startswith("| esd"))
+    assert "–" not in row, row  # every column measured, the attack's included
+    columns = next(csv.reader(io.StringIO((out / "leaderboard.csv").read_text())))
+    for column in (*LEADERBOARD_COLUMNS, *EXTRA_COLUMNS):
+        assert column in columns and f"{column} std" in columns
+    assert (out / "forget_vs_retain.png").is_file() and (out / "asr.png").is_file()
