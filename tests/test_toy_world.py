@@ -224,6 +224,8 @@ def test_gan_recipe_levers_run_and_the_partition_assigns_every_scene(tmp_path):
     assert len(OBJECTS) + len(COLOURS) + len(BACKGROUNDS) <= 128
     with pytest.raises(ConfigError, match="mixing=0"):
         train_gan(tmp_path, steps=1, num_images=8, conditional=True, mixing=0.9)
+    with pytest.raises(ConfigError, match="imle_match"):
+        train_gan(tmp_path, steps=1, num_images=8, imle_weight=1.0, imle_match="edges")
     report = train_gan(
         tmp_path,
         steps=2,

@@ -357,6 +357,7 @@ def train_gan(
     adversarial_weight: float = 1.0,
     imle_weight: float = 0.0,
     imle_pool: int = 8,
+    imle_match: str = "pixels",
     perceptual_weight: float = 0.0,
     eval_samples: int = 2000,
     probe_every: int = 1000,
@@ -402,6 +403,9 @@ def train_gan(
             ``perceptual_weight`` x the squared distance of the frozen toy judge's feature maps). Every real image
             has a sample near it, so no object can be dropped.
         imle_pool (`int`, defaults to 8): samples drawn per real image for the IMLE match.
+        imle_match (`str`, defaults to `"pixels"`): where the IMLE match measures distance: ``"pixels"`` (L2), or
+            ``"features"`` (L2 between the frozen toy judge's pooled features of every scale, which tell shapes
+            apart where pixels mostly see colour and position).
         perceptual_weight (`float`, defaults to 0.0): see ``imle_weight``.
         eval_samples (`int`, defaults to 2000): samples judged at the end when the toy judge exists (0 skips).
         probe_every (`int`, defaults to 1000): judge ``probe_samples`` samples of the EMA generator every this many
@@ -441,7 +445,15 @@ def train_gan(
 
     judge = _toy_judge(Path(out))
     heldout_judge = _toy_judge(Path(out), heldout=True)
-    uses_judge = projected or object_weight > 0 or colour_weight > 0 or perceptual_weight > 0
+    if imle_match not in ("pixels", "features"):
+        raise ConfigError(f"imle_match must be 'pixels' or 'features', got {imle_match!r}")
+    uses_judge = (
+        projected
+        or object_weight > 0
+        or colour_weight > 0
+        or perceptual_weight > 0
+        or (imle_weight > 0 and imle_match == "features")
+    )
     if uses_judge and judge is None:
         raise MissingWeightsError(
             "the toy GAN's recipe trains against the toy judge, which is not built; build it first: "
@@ -538,7 +550,14 @@ def train_gan(
                 pool_z = torch.randn(imle_pool * batch_size, generator.style_dim, generator=rng).to(device)
                 pool_noise = generator.make_noise(len(pool_z), generator=rng)
                 pool, _ = generator([pool_z], noise=pool_noise)
-                nearest = torch.cdist(real.flatten(1), pool.flatten(1)).argmin(1)
+                if imle_match == "features":
+
+                    def pooled(x: torch.Tensor) -> torch.Tensor:
+                        return torch.cat([f.mean((2, 3)) for f in projector.features(x)], 1)
+
+                    nearest = torch.cdist(pooled(real), pooled(pool)).argmin(1)
+                else:
+                    nearest = torch.cdist(real.flatten(1), pool.flatten(1)).argmin(1)
             matched, _ = generator([pool_z[nearest]], noise=[n[nearest] for n in pool_noise])
             imle_loss = (matched - real).abs().mean() + F.mse_loss(matched, real)
             if perceptual_weight > 0:
@@ -626,6 +645,7 @@ def train_gan(
         "adversarial_weight": adversarial_weight,
         "imle_weight": imle_weight,
         "imle_pool": imle_pool,
+        "imle_match": imle_match,
         "perceptual_weight": perceptual_weight,
         "exclude_object": exclude_object,
         "styles": list(TOY_GAN_STYLES),
