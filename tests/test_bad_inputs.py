@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -711,3 +712,90 @@ def test_fuzz_cli_flags(data, tmp_path_factory, monkeypatch, capsys):
     assert code == 2, (argv, captured)
     lines = [line for line in captured.err.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in captured.err, (argv, captured.err)
+
+
+# ---------------------------------------------------------------- the studio's handlers
+
+
+def _studio_cases():
+    """Bad input typed into the studio's page: each must end in the studio's one-line message (a ``gradio.Error``, or
+    the status box of a load) and write nothing."""
+    from ui import studio as handlers
+
+    def erase(model="", method="esd", concept="star", settings=None):
+        def call(studio):
+            return list(handlers.run_erase(studio, handlers.Session(), model, method, concept, settings or {}))
+
+        return call
+
+    outside = "/etc"
+    return {
+        "studio erase: empty concept": (erase(concept="  "), "The concept is empty"),
+        "studio erase: max_train_steps as text": (erase(settings={"max_train_steps": "many"}), "max_train_steps"),
+        "studio erase: settings not JSON": (erase(settings="{steps: 3"), "JSON"),
+        "studio erase: model path missing": (erase(model="./no/such/model"), "does not exist"),
+        "studio erase: model path outside the root": (erase(model=outside), "outside the studio's root"),
+        "studio compare: nothing erased yet": (
+            lambda studio: handlers.run_compare(studio, handlers.Session(), "", "0"),
+            "no erased model yet",
+        ),
+        "studio attack: nothing erased yet": (
+            lambda studio: handlers.run_attack(studio, handlers.Session(), "a red star"),
+            "no erased model yet",
+        ),
+        "studio seeds: not numbers": (lambda studio: handlers.parse_seeds("one two"), "whole numbers"),
+        "studio load: empty path": (
+            lambda studio: handlers.load_artifact(studio, handlers.Session(), " "),
+            "type the path of an artifact folder",
+        ),
+        "studio load: not an artifact": (
+            lambda studio: handlers.load_artifact(studio, handlers.Session(), str(studio.output_dir)),
+            "",
+        ),
+        "studio load: outside the root": (
+            lambda studio: handlers.load_artifact(studio, handlers.Session(), outside),
+            "outside the studio's root",
+        ),
+    }
+
+
+STUDIO_CASES = [
+    "studio erase: empty concept",
+    "studio erase: max_train_steps as text",
+    "studio erase: settings not JSON",
+    "studio erase: model path missing",
+    "studio erase: model path outside the root",
+    "studio compare: nothing erased yet",
+    "studio attack: nothing erased yet",
+    "studio seeds: not numbers",
+    "studio load: empty path",
+    "studio load: not an artifact",
+    "studio load: outside the root",
+]
+
+
+@pytest.mark.parametrize("case", STUDIO_CASES)
+def test_bad_studio_input(case, tmp_path, tiny_pipe):
+    gr = pytest.importorskip("gradio")
+    from ui import studio as handlers
+
+    (tmp_path / "runs" / "studio").mkdir(parents=True)
+    studio = handlers.Studio(model=tiny_pipe, output_dir=tmp_path / "runs" / "studio", root=tmp_path / "runs")
+    call, expected = _studio_cases()[case]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a load's failure is also shown as a gradio warning
+            result = call(studio)
+    except (gr.Error, StudioError) as err:
+        message = str(err.message if isinstance(err, gr.Error) else err)
+    else:
+        assert result.status.startswith("**Could not load the artifact:** "), result.status
+        message = result.status.removeprefix("**Could not load the artifact:** ")
+    assert message and "\n" not in message.strip() and expected in message, message
+    assert "Traceback" not in message
+    assert list((tmp_path / "runs" / "studio").iterdir()) == []  # nothing written
+
+
+def test_the_studio_table_covers_erase_compare_attack_and_load():
+    tabs = {c.split(":")[0] for c in STUDIO_CASES}
+    assert tabs >= {"studio erase", "studio compare", "studio attack", "studio load"}
