@@ -305,12 +305,14 @@ class StyledConv(nn.Module):
 class ToRGB(nn.Module):
     """Modulated 1x1 convolution to RGB (no demodulation) added to the upsampled running image (skip architecture)."""
 
-    def __init__(self, in_channels: int, style_dim: int, *, upsample: bool = True, blur_kernel=None):
+    def __init__(
+        self, in_channels: int, style_dim: int, *, upsample: bool = True, blur_kernel=None, out_channels: int = 3
+    ):
         super().__init__()
         if upsample:
             self.upsample = Upsample(blur_kernel or DEFAULT_BLUR_KERNEL)
-        self.conv = ModulatedConv2d(in_channels, 3, 1, style_dim, demodulate=False)
-        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.conv = ModulatedConv2d(in_channels, out_channels, 1, style_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         out = self.conv(x, style) + self.bias
@@ -331,6 +333,8 @@ class Generator(nn.Module):
         lr_mlp (`float`, defaults to 0.01): learning-rate multiplier of the mapping network (paper: 0.01).
         channels (`Mapping[int, int]`, *optional*): width per resolution, overriding rosinality's table
             (e.g. ``{4: 128, 8: 128, 16: 64, 32: 32}`` for a small toy generator).
+        image_channels (`int`, defaults to 3): channels of the output (3 for RGB; 4 for a generator of VAE
+            latents that a frozen decoder turns into images).
 
     ``forward(styles, ...)`` returns ``(images, latents or None)``; images are ``(B, 3, size, size)``, about [-1, 1].
     """
@@ -344,9 +348,11 @@ class Generator(nn.Module):
         blur_kernel: Sequence[float] = DEFAULT_BLUR_KERNEL,
         lr_mlp: float = 0.01,
         channels: Mapping[Any, int] | None = None,
+        image_channels: int = 3,
     ):
         super().__init__()
         self.size = _check_size(size)
+        self.image_channels = image_channels
         self.style_dim = style_dim
         self.n_mlp = n_mlp
         self.channel_multiplier = channel_multiplier
@@ -360,7 +366,7 @@ class Generator(nn.Module):
         )
         self.input = ConstantInput(self.channels[4])
         self.conv1 = StyledConv(self.channels[4], self.channels[4], 3, style_dim, blur_kernel=self.blur_kernel)
-        self.to_rgb1 = ToRGB(self.channels[4], style_dim, upsample=False)
+        self.to_rgb1 = ToRGB(self.channels[4], style_dim, upsample=False, out_channels=image_channels)
 
         self.log_size = int(math.log2(size))
         self.num_layers = (self.log_size - 2) * 2 + 1  # noise inputs: one at 4x4, two per higher resolution
@@ -379,7 +385,9 @@ class Generator(nn.Module):
                 StyledConv(in_channels, out_channels, 3, style_dim, upsample=True, blur_kernel=self.blur_kernel)
             )
             self.convs.append(StyledConv(out_channels, out_channels, 3, style_dim, blur_kernel=self.blur_kernel))
-            self.to_rgbs.append(ToRGB(out_channels, style_dim, blur_kernel=self.blur_kernel))
+            self.to_rgbs.append(
+                ToRGB(out_channels, style_dim, blur_kernel=self.blur_kernel, out_channels=image_channels)
+            )
             in_channels = out_channels
 
     # ------------------------------------------------------------ configuration
@@ -395,6 +403,8 @@ class Generator(nn.Module):
             "blur_kernel": list(self.blur_kernel),
             "lr_mlp": self.lr_mlp,
             "channels": {str(k): v for k, v in self.channel_overrides.items()} if self.channel_overrides else None,
+            # Only when not RGB, so that a pixel generator's config stays rosinality's.
+            **({"image_channels": self.image_channels} if self.image_channels != 3 else {}),
         }
 
     @classmethod
@@ -570,6 +580,7 @@ class Discriminator(nn.Module):
         blur_kernel (`Sequence[float]`, defaults to `(1, 3, 3, 1)`): downsampling low-pass filter taps.
         channels (`Mapping[int, int]`, *optional*): width per resolution, overriding rosinality's table.
         stddev_group (`int`, defaults to 4): samples per minibatch-stddev group (paper: 4).
+        image_channels (`int`, defaults to 3): channels of the input (4 for a discriminator of VAE latents).
     """
 
     def __init__(
@@ -579,9 +590,11 @@ class Discriminator(nn.Module):
         blur_kernel: Sequence[float] = DEFAULT_BLUR_KERNEL,
         channels: Mapping[Any, int] | None = None,
         stddev_group: int = 4,
+        image_channels: int = 3,
     ):
         super().__init__()
         self.size = _check_size(size)
+        self.image_channels = image_channels
         self.channel_multiplier = channel_multiplier
         self.blur_kernel = tuple(blur_kernel)
         self.channel_overrides = {int(k): int(v) for k, v in channels.items()} if channels else None
@@ -590,7 +603,7 @@ class Discriminator(nn.Module):
         self.stddev_feat = 1
 
         log_size = int(math.log2(size))
-        convs: list[nn.Module] = [ConvLayer(3, self.channels[size], 1)]
+        convs: list[nn.Module] = [ConvLayer(image_channels, self.channels[size], 1)]
         in_channels = self.channels[size]
         for i in range(log_size, 2, -1):
             out_channels = self.channels[2 ** (i - 1)]
@@ -611,6 +624,7 @@ class Discriminator(nn.Module):
             "blur_kernel": list(self.blur_kernel),
             "channels": {str(k): v for k, v in self.channel_overrides.items()} if self.channel_overrides else None,
             "stddev_group": self.stddev_group,
+            **({"image_channels": self.image_channels} if self.image_channels != 3 else {}),
         }
 
     @classmethod

@@ -242,3 +242,15 @@ def test_missing_models_say_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr("pipelines.sd.TOY_DIR", tmp_path)
     with pytest.raises(ModelNotFoundError, match="erasure-studio toy build --stages gan"):
         gan.load("toy")
+
+
+def test_a_generator_and_discriminator_of_vae_latents():
+    """``image_channels=4``: a generator of 8x8x4 VAE latents and a discriminator that reads them (issue 19's latent
+    GAN); the config round-trips, and an RGB network's config stays rosinality's (no new key)."""
+    generator = Generator(size=8, style_dim=16, n_mlp=2, channels={4: 8, 8: 8}, image_channels=4)
+    latents, _ = generator([torch.randn(2, 16)])
+    assert latents.shape == (2, 4, 8, 8)
+    assert Generator.from_config(generator.config).config == generator.config
+    discriminator = Discriminator(size=8, channels={4: 8, 8: 8}, image_channels=4)
+    assert discriminator(latents).shape == (2, 1)
+    assert "image_channels" not in Generator(size=8, style_dim=16, n_mlp=2, channels={4: 8, 8: 8}).config

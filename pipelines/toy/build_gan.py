@@ -658,6 +658,104 @@ def train_gan(
     return report
 
 
+class _LatentSampler:
+    """What :func:`gan_quality` needs of a latent generator: ``sample(n, seed)`` -> images in [0, 1], drawn as
+    ``decoder(G(z))``."""
+
+    def __init__(self, generator, vae):
+        self.generator, self.vae = generator, vae
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
+        rng = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, self.generator.style_dim, generator=rng)
+        noise = self.generator.make_noise(n, generator=rng)
+        images = []
+        for i in range(0, n, batch_size):
+            latents, _ = self.generator([z[i : i + batch_size]], noise=[m[i : i + batch_size] for m in noise])
+            decoded = self.vae.decode(latents / self.vae.config.scaling_factor).sample
+            images.append(decoded.clamp(-1, 1).add(1).div(2).float())
+        return torch.cat(images)
+
+
+def train_latent_gan_trial(
+    out: Path,
+    *,
+    seed: int = 0,
+    steps: int = 2000,
+    batch_size: int = 32,
+    num_images: int = 20_000,
+    learning_rate: float = 0.002,
+    r1: float = 0.05,
+    d_reg_every: int = 16,
+    lr_mlp: float = 1.0,
+    probe_every: int = 250,
+    probe_samples: int = 300,
+) -> dict[str, Any]:
+    """Issue 19's last lever, as a trial (nothing is saved): a StyleGAN2 that draws the toy VAE's 8x8x4 latents,
+    a discriminator on latents, the frozen toy VAE decoder turning them into images for the probes. The adversarial
+    game is played on 256 numbers per image instead of 3,072. Returns the probes (both judges)."""
+    from pipelines.sd import load_sd
+    from pipelines.stylegan2 import Discriminator, Generator
+
+    torch.manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
+    vae = load_sd("toy").vae.eval().requires_grad_(False)
+    scale = vae.config.scaling_factor
+    reals, _ = _render_training_set(num_images, seed + 5, None, TOY_GAN_STYLES, TOY_GAN_BACKGROUNDS)
+    with torch.no_grad():  # the training set as latents, once
+        chunks = [reals[i : i + 500] for i in range(0, len(reals), 500)]
+        latents = torch.cat([vae.encode(chunk).latent_dist.mean * scale for chunk in chunks])
+    channels = {4: 256, 8: 256}
+    generator = Generator(size=8, style_dim=128, n_mlp=4, channels=channels, lr_mlp=lr_mlp, image_channels=4)
+    discriminator = Discriminator(size=8, channels=channels, image_channels=4)
+    ema = copy.deepcopy(generator).eval().requires_grad_(False)
+    d_ratio = d_reg_every / (d_reg_every + 1)
+    g_optim = torch.optim.Adam(generator.parameters(), lr=learning_rate, betas=(0.0, 0.99))
+    d_optim = torch.optim.Adam(discriminator.parameters(), lr=learning_rate * d_ratio, betas=(0.0, 0.99**d_ratio))
+    judge, heldout = _toy_judge(Path(out)), _toy_judge(Path(out), heldout=True)
+    probes, start = [], time.perf_counter()
+    for step in (bar := tqdm(range(steps), desc="toy latent gan")):
+        real = latents[torch.randint(len(latents), (batch_size,), generator=rng)]
+        generator.requires_grad_(False)
+        discriminator.requires_grad_(True)
+        z = torch.randn(batch_size, generator.style_dim, generator=rng)
+        fake, _ = generator([z], noise=generator.make_noise(batch_size, generator=rng))
+        d_loss = F.softplus(-discriminator(real)).mean() + F.softplus(discriminator(fake)).mean()
+        d_optim.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_optim.step()
+        if step % d_reg_every == 0:
+            real_ = real.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(discriminator(real_).sum(), real_, create_graph=True)
+            d_optim.zero_grad(set_to_none=True)
+            (r1 / 2 * grad.pow(2).flatten(1).sum(1).mean() * d_reg_every).backward()
+            d_optim.step()
+        generator.requires_grad_(True)
+        discriminator.requires_grad_(False)
+        z = torch.randn(batch_size, generator.style_dim, generator=rng)
+        fake, _ = generator([z], noise=generator.make_noise(batch_size, generator=rng))
+        g_loss = F.softplus(-discriminator(fake)).mean()
+        g_optim.zero_grad(set_to_none=True)
+        g_loss.backward()
+        g_optim.step()
+        decay = min(EMA_DECAY, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for p_ema, p in zip(ema.parameters(), generator.parameters()):
+                p_ema.lerp_(p, 1 - decay)
+        if step % 50 == 0:
+            bar.set_postfix(d=f"{d_loss.item():.3f}", g=f"{g_loss.item():.3f}")
+        if judge is not None and probe_every and (step + 1) % probe_every == 0:
+            sampler = _LatentSampler(ema, vae)
+            probe = {"step": step + 1, "seconds": round(time.perf_counter() - start, 1)}
+            probe.update(_probe(sampler, judge, probe_samples, seed + 2))
+            if heldout is not None:
+                probe["heldout"] = _probe(sampler, heldout, probe_samples, seed + 2)
+            probes.append(probe)
+            logger.info("toy latent gan probe: %s", json.dumps(probe))
+    return {"steps": steps, "seconds": round(time.perf_counter() - start, 1), "probes": probes}
+
+
 def _probe(bundle, judge, num_samples: int, seed: int) -> dict[str, float]:
     """The bar's numbers of a training snapshot: rarest object and colour, and the judge's confidence."""
     quality = gan_quality(bundle, judge, num_samples=num_samples, seed=seed)
