@@ -93,7 +93,20 @@ steps, not minutes, compare the trials. All used batch 32, lr 0.002, R1 γ = 0.0
   pixels pairs every real image with a blurred blob at first, and the regression averages the shapes into discs.
   Stopped at step 1000 (16 min).
 
-None of trials 7-12 is on track for the bar (every object >= 8 %, confident >= 85 %, every colour >= 10 % by
+- Trial 13, trial 12 with the match in the judge's feature space (``imle_match="features"``): 2-4 s/step beside
+  other work; stopped at step 76, before its first probe, to give the CPU to trial 14. Not measured.
+- Trial 14, the latent route (:func:`train_latent_gan_trial`): a StyleGAN2 of the toy VAE's 8x8x4 latents (widths
+  256, ``lr_mlp=1``, no mixing), a discriminator on latents (the training renders encoded once), R1 γ = 0.05, the
+  frozen toy VAE decoder only for the probes; 0.3 s/step, 4000 steps in 22.5 min. Probes every 500 steps:
+  3.3 / 2.7, 23 / 13, 4.0 / 7.3; 1000: 3.7 / 4.3, 27 / 6.3, 9.0 / 9.7; 1500: 8.0 / 2.7, 21 / 7.7, 5.0 / 5.3;
+  2000: 2.7 / 4.7, 31 / 13, 11 / 11; 2500: 2.0 / 4.3, 37 / 15, 12 / 13; 3000: 2.0 / 5.7, 36 / 18, 13 / 12;
+  3500: 4.0 / 5.3, 47 / 23, 13 / 14; 4000: 2.7 / 3.7, 43 / 24, 13 / 14. The only recipe whose held-out confidence
+  kept rising through the whole run (about 4 points per 500 steps from step 1000), with every colour at 11-14 % and
+  no object below 3.7 % by the held-out judge; at that rate the 85 % bar is beyond 60 minutes, so the next trials
+  are this route with the latent partition or the scene-conditioned discriminator (trial 11) for the shapes, and
+  a longer budget per step (it is 3x cheaper than the pixel GAN's).
+
+None of trials 7-14 is on track for the bar (every object >= 8 %, confident >= 85 %, every colour >= 10 % by
 ``toy-heldout``). For reference, the shipped GAN (the first recipe) by ``toy`` / ``toy-heldout`` on 2000 samples:
 rarest object 0.25 / 0 %, confident 62 / 40 %, rarest colour 13 / 12 %.
 """
