@@ -43,6 +43,14 @@ def tiny_pipe():
 
 
 @pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory, tiny_pipe):
+    """``tiny_pipe`` saved as a diffusers folder, for the command line and subprocesses."""
+    folder = tmp_path_factory.mktemp("models") / "tiny-sd"
+    tiny_pipe.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def other_tiny_pipe():
     """A second tiny pipeline with different weights: a different base model."""
     from pipelines.tiny import tiny_sd

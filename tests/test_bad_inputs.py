@@ -30,13 +30,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory, tiny_pipe):
-    folder = tmp_path_factory.mktemp("models") / "tiny-sd"
-    tiny_pipe.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def artifact(tmp_path_factory, tiny_folder):
     """A 1-step ESD artifact of the tiny model (a ``unet_partial`` artifact)."""
     out = tmp_path_factory.mktemp("runs") / "esd-star"

@@ -14,13 +14,6 @@ from ui.cli import main
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory, tiny_pipe):
-    folder = tmp_path_factory.mktemp("models") / "tiny-sd"
-    tiny_pipe.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def other_folder(tmp_path_factory, other_tiny_pipe):
     folder = tmp_path_factory.mktemp("models") / "other-sd"
     other_tiny_pipe.save_pretrained(folder)

@@ -37,13 +37,6 @@ def _launch(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
 
 
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory, tiny_pipe):
-    folder = tmp_path_factory.mktemp("models") / "tiny-sd"
-    tiny_pipe.save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.slow
 def test_advunlearn_and_attack_with_two_processes(tiny_folder, tmp_path):
     artifact = tmp_path / "advunlearn"

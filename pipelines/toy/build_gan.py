@@ -612,12 +612,7 @@ def train_gan(
             )
         if judge is not None and probe_every and (step + 1) % probe_every == 0 and step + 1 < steps:
             snapshot = GANBundle(generator=ema, discriminator=discriminator)
-            probe = {"step": step + 1, "seconds": round(time.perf_counter() - train_start, 1)}
-            probe.update(_probe(snapshot, judge, probe_samples, seed + 2))
-            if heldout_judge is not None:
-                probe["heldout"] = _probe(snapshot, heldout_judge, probe_samples, seed + 2)
-            probes.append(probe)
-            logger.info("toy gan probe: %s", json.dumps(probe))
+            probes.append(_probes(snapshot, judge, heldout_judge, probe_samples, seed + 2, step + 1, train_start))
             save_bundle(snapshot, folder, half=True, metadata={"recipe": {"seed": seed, "steps_done": step + 1}})
     train_seconds = time.perf_counter() - train_start
 
@@ -760,13 +755,18 @@ def train_latent_gan_trial(
             bar.set_postfix(d=f"{d_loss.item():.3f}", g=f"{g_loss.item():.3f}")
         if judge is not None and probe_every and (step + 1) % probe_every == 0:
             sampler = _LatentSampler(ema, vae)
-            probe = {"step": step + 1, "seconds": round(time.perf_counter() - start, 1)}
-            probe.update(_probe(sampler, judge, probe_samples, seed + 2))
-            if heldout is not None:
-                probe["heldout"] = _probe(sampler, heldout, probe_samples, seed + 2)
-            probes.append(probe)
-            logger.info("toy latent gan probe: %s", json.dumps(probe))
+            probes.append(_probes(sampler, judge, heldout, probe_samples, seed + 2, step + 1, start))
     return {"steps": steps, "seconds": round(time.perf_counter() - start, 1), "probes": probes}
+
+
+def _probes(sampler, judge, heldout_judge, num_samples: int, seed: int, step: int, start: float) -> dict[str, Any]:
+    """One progress probe of a training snapshot by the toy judge (and ``toy-heldout`` when built), logged."""
+    probe: dict[str, Any] = {"step": step, "seconds": round(time.perf_counter() - start, 1)}
+    probe.update(_probe(sampler, judge, num_samples, seed))
+    if heldout_judge is not None:
+        probe["heldout"] = _probe(sampler, heldout_judge, num_samples, seed)
+    logger.info("toy gan probe: %s", json.dumps(probe))
+    return probe
 
 
 def _probe(bundle, judge, num_samples: int, seed: int) -> dict[str, float]:
