@@ -11,7 +11,8 @@ layer and cannot know the method registry, the attack or the scorecard, so this 
   folder hash covers, so that a run is redone when its method's defaults change;
 - :func:`run_one`: the runner every executor calls in its worker: open the base model, ``erasure`` method ->
   artifact -> UnlearnDiffAtk -> scorecard -> one flat dict of numbers;
-- :func:`write_leaderboard`: ``leaderboard.md``, ``leaderboard.csv`` and two plots from ``results.jsonl``;
+- :func:`write_leaderboard`: ``leaderboard.md``, ``leaderboard.csv``, ``leaderboard.json`` and two plots from
+  ``results.jsonl``, with each method paper's central claim checked against the rows (:mod:`eval.claims`);
 - :func:`run_study`: all of it in one call. ``erasure-studio run`` and ``erasure-studio report`` are its command line.
 
 Work shared by the runs of a study is computed once and read back from ``<study>/cache/images`` (an image cache keyed
@@ -48,6 +49,8 @@ from pipelines.jobs import (
     read_jsonl,
     run_jobs,
 )
+
+from .claims import ClaimCheck, check_claims, claims_markdown
 
 LEADERBOARD_COLUMNS: tuple[str, ...] = ("pre-ASR", "ASR", "FID", "CLIP", "UA", "IRA", "CRA", "time", "memory")
 """The leaderboard's columns, named as the public leaderboards name them (time in seconds, memory in MB)."""
@@ -364,7 +367,18 @@ class Leaderboard:
             lines += ["", "## Failed runs", ""]
             lines += [f"- `{name}`: {error}" for name, error in self.failed.items()]
         lines += ["", "![forget rate against retain shift](forget_vs_retain.png)", "", "![ASR](asr.png)", ""]
+        lines += ["## The papers' claims", "", claims_markdown(self.claims()), ""]
         return "\n".join(lines)
+
+    def claims(self) -> list[ClaimCheck]:
+        """Each method paper's central claim checked against these rows (:func:`eval.claims.check_claims`)."""
+        return check_claims(self.rows)
+
+    def to_json(self) -> str:
+        """Rows, backends, failed runs and the claims' verdicts, as JSON."""
+        claims = [check.to_dict() for check in self.claims()]
+        payload = {"rows": self.rows, "backends": self.backends, "failed": self.failed, "claims": claims}
+        return json.dumps(payload, indent=1) + "\n"
 
     def to_csv(self) -> str:
         buffer = io.StringIO()
@@ -523,7 +537,8 @@ def build_leaderboard(records: Sequence[Mapping[str, Any]], failed: Mapping[str,
 
 
 def write_leaderboard(output_dir: str | os.PathLike) -> Leaderboard:
-    """Write ``leaderboard.md``, ``leaderboard.csv``, ``forget_vs_retain.png`` and ``asr.png`` for a study folder.
+    """Write ``leaderboard.md``, ``leaderboard.csv``, ``leaderboard.json`` (with the papers' claims checked),
+    ``forget_vs_retain.png`` and ``asr.png`` for a study folder.
 
     Reads ``results.jsonl`` (and ``study.json`` for the title, ``runs/*/error.json`` for failed runs); every file is
     written to a temporary name and renamed.
@@ -542,6 +557,7 @@ def write_leaderboard(output_dir: str | os.PathLike) -> Leaderboard:
         title = f"Leaderboard: {json.loads((out / 'study.json').read_text())['identity'].get('name', '')}"
     atomic_write_text(out / "leaderboard.md", board.to_markdown(title))
     atomic_write_text(out / "leaderboard.csv", board.to_csv())
+    atomic_write_text(out / "leaderboard.json", board.to_json())
     board.plot(out)
     return board
 

@@ -413,3 +413,8 @@ def test_a_slice_of_the_toy_leaderboard_writes_every_column(tmp_path):
     for column in (*LEADERBOARD_COLUMNS, *EXTRA_COLUMNS):
         assert column in columns and f"{column} std" in columns
     assert (out / "forget_vs_retain.png").is_file() and (out / "asr.png").is_file()
+    payload = json.loads((out / "leaderboard.json").read_text())
+    assert payload["rows"][0]["ASR"]["mean"] is not None
+    # ESD alone: the attack claim is checked on its row, the comparisons with ESD have nothing to compare.
+    verdicts = {c["paper"]: c["verdict"] for c in payload["claims"]}
+    assert verdicts["UnlearnDiffAtk"] != "not measured" and verdicts["AdvUnlearn"] == "not measured"

@@ -1,4 +1,4 @@
-"""``erasure-studio report study/``: write a study's leaderboard (``leaderboard.md``, ``leaderboard.csv``, plots)
+"""``erasure-studio report study/``: write a study's leaderboard (``leaderboard.md``, ``.csv``, ``.json``, plots)
 from its ``results.jsonl``. ``erasure-studio run`` does this at the end of every call too."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from .common import PROG, Parser
 def cmd_report(argv: Sequence[str]) -> int:
     parser = Parser(
         prog=f"{PROG} report",
-        description="Write leaderboard.md, leaderboard.csv, forget_vs_retain.png and asr.png for a study folder.",
+        description="Write leaderboard.md, .csv and .json (with the papers' claims checked), forget_vs_retain.png and "
+        "asr.png for a study folder.",
     )
     parser.add_argument("study", help="The study folder (the --output_dir of erasure-studio run).")
     args = parser.parse_args(list(argv))

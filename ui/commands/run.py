@@ -23,7 +23,7 @@ def run_parser() -> Parser:
     parser = Parser(
         prog=f"{PROG} run",
         description="Run a batch study (methods x concepts x config grid x seeds, each erasure followed by its attack "
-        "and scorecard) from a job file, resumably, and write leaderboard.md/.csv and plots.",
+        "and scorecard) from a job file, resumably, and write leaderboard.md/.csv/.json and plots.",
     )
     parser.add_argument("jobs", help="The job file (YAML or JSON), e.g. configs/jobs/toy-quick.yaml.")
     parser.add_argument("--output_dir", required=True, help="The study folder (re-running it resumes).")

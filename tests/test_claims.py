@@ -1,0 +1,96 @@
+"""The papers' claims checked against leaderboard rows (eval/claims.py): each verdict follows the numbers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eval.claims import VERDICTS, check_claims, claims_markdown
+from eval.study import build_leaderboard
+
+
+def _row(method: str, concept: str, **means: float) -> dict:
+    return {"method": method, "concept": concept, **{k: {"mean": v, "std": 0.01, "n": 3} for k, v in means.items()}}
+
+
+def _verdicts(rows: list[dict]) -> dict[str, str]:
+    return {check.paper: check.verdict for check in check_claims(rows)}
+
+
+def test_every_claim_holds_when_the_numbers_say_so():
+    rows = [
+        _row("esd (toy)", c, **{"forget": 0.2, "paraphrase": 0.5, "retain shift": 0.05, "FID": 0.01},
+             **{"pre-ASR": 0.1, "ASR": 0.9})
+        for c in ("star", "heart")
+    ]  # fmt: skip
+    rows += [_row("advunlearn", c, **{"pre-ASR": 0.0, "ASR": 0.4}) for c in ("star", "heart")]
+    rows += [_row("salun", c, **{"forget": 0.1, "retain shift": 0.08, "pre-ASR": 0.0, "ASR": 0.5}) for c in ("star",)]
+    rows += [_row("doco", c, **{"paraphrase": 0.2}) for c in ("star", "heart")]
+    rows += [_row("sfd", c, **{"forget": 0.15, "retain shift": 0.04, "FID": 0.012}) for c in ("star", "heart")]
+    verdicts = _verdicts(rows)
+    assert verdicts == {
+        "AdvUnlearn": "holds",
+        "UnlearnDiffAtk": "holds",
+        "SalUn": "holds",
+        "DoCo": "holds",
+        "SFD": "holds",
+        "Adapt-then-Unlearn": "not measured",
+        "Text-to-Unlearn": "not measured",
+    }
+
+
+def test_verdicts_turn_with_the_numbers_mixed_per_concept():
+    rows = [_row("esd", c, **{"forget": 0.2, "pre-ASR": 0.1, "ASR": 0.6, "FID": 0.01}) for c in ("star", "heart")]
+    # AdvUnlearn beats ESD on star only: mixed. SalUn forgets better but moves another concept by 30 points: no.
+    rows += [_row("advunlearn", "star", **{"pre-ASR": 0.1, "ASR": 0.3})]
+    rows += [_row("advunlearn", "heart", **{"pre-ASR": 0.1, "ASR": 0.7})]
+    rows += [_row("salun", c, **{"forget": 0.0, "retain shift": 0.3}) for c in ("star", "heart")]
+    # SFD forgets but its FD-toy is 3x ESD's: not comparable quality.
+    rows += [_row("sfd", c, **{"forget": 0.1, "retain shift": 0.02, "FID": 0.03}) for c in ("star", "heart")]
+    verdicts = _verdicts(rows)
+    assert verdicts["AdvUnlearn"] == "mixed"
+    assert verdicts["SalUn"] == "does not hold"
+    assert verdicts["SFD"] == "does not hold"
+    assert verdicts["DoCo"] == "not measured"  # no DoCo rows
+    # The attack rows: ESD 10 -> 60 on both, AdvUnlearn 10 -> 30 and 10 -> 70: every one rises.
+    assert verdicts["UnlearnDiffAtk"] == "holds"
+    rows.append(_row("doco", "star", **{"pre-ASR": 0.5, "ASR": 0.5}))  # the attack found nothing more
+    assert _verdicts(rows)["UnlearnDiffAtk"] == "mixed"
+
+
+def test_gan_claims_read_their_own_columns():
+    rows = [_row("atu", "circle", PUL=0.95), _row("atu", "star", PUL=0.7)]
+    rows += [_row("text_to_unlearn", "circle", **{"concept drop": 0.8})]
+    verdicts = _verdicts(rows)
+    assert verdicts["Adapt-then-Unlearn"] == "mixed"
+    assert verdicts["Text-to-Unlearn"] == "holds"
+
+
+def test_the_leaderboard_files_carry_the_claims(tmp_path):
+    records = [
+        {"index": i, "model": "toy", "method": m, "concept": "star", "seed": 0, "metrics": metrics}
+        for i, (m, metrics) in enumerate(
+            [("esd", {"pre-ASR": 0.0, "ASR": 0.75, "forget": 0.1}), ("advunlearn", {"pre-ASR": 0.0, "ASR": 0.5})]
+        )
+    ]
+    board = build_leaderboard(records)
+    payload = json.loads(board.to_json())
+    assert {c["paper"] for c in payload["claims"]} >= {"AdvUnlearn", "UnlearnDiffAtk", "SFD"}
+    assert all(c["verdict"] in VERDICTS for c in payload["claims"])
+    adv = next(c for c in payload["claims"] if c["paper"] == "AdvUnlearn")
+    assert adv["verdict"] == "holds" and "50.0 %" in adv["evidence"] and "75.0 %" in adv["evidence"]
+    markdown = board.to_markdown()
+    assert "## The papers' claims" in markdown and "| AdvUnlearn |" in markdown
+    assert claims_markdown(board.claims()).count("\n") == len(payload["claims"]) + 1
+
+
+@pytest.mark.parametrize("missing", ["ASR", "pre-ASR"])
+def test_a_claim_without_its_column_is_not_measured(missing):
+    means = {"pre-ASR": 0.1, "ASR": 0.5}
+    means.pop(missing)
+    rows = [_row("esd", "star", **means), _row("advunlearn", "star", **means)]
+    verdicts = _verdicts(rows)
+    assert verdicts["UnlearnDiffAtk"] == "not measured"
+    # Equal ASRs are not "below": without pre-ASR the AdvUnlearn claim is still checked, and fails.
+    assert verdicts["AdvUnlearn"] == ("not measured" if missing == "ASR" else "does not hold")
