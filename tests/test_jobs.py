@@ -418,3 +418,25 @@ def test_a_slice_of_the_toy_leaderboard_writes_every_column(tmp_path):
     # ESD alone: the attack claim is checked on its row, the comparisons with ESD have nothing to compare.
     verdicts = {c["paper"]: c["verdict"] for c in payload["claims"]}
     assert verdicts["UnlearnDiffAtk"] != "not measured" and verdicts["AdvUnlearn"] == "not measured"
+
+
+def test_a_one_step_slice_of_the_toy_leaderboard_is_scored_without_the_attack(tmp_path):
+    """SFD's row of the shipped leaderboard job (two SFD steps): the scorecard's columns are filled, the attack's
+    are not, and the backends say why (UnlearnDiffAtk optimises a denoising loss a one-step generator lacks)."""
+    import yaml
+
+    spec = yaml.safe_load(LEADERBOARD_JOB.read_text())
+    spec["methods"] = [{**next(m for m in spec["methods"] if m["name"] == "sfd"), "config": {"max_train_steps": 2}}]
+    spec["concepts"], spec["seeds"] = ["star"], [0]
+    spec["evaluations"]["attack"]["limit"] = 1
+    spec["evaluations"]["scorecard"]["config"].update(seeds=1)
+    spec["resources"] = {"torch_threads": 1}
+    out = tmp_path / "study"
+    result = run_study(spec, out, max_parallel=1)
+    assert not result.failed, result.failed
+    payload = json.loads((out / "leaderboard.json").read_text())
+    (row,) = payload["rows"]
+    assert row["method"].startswith("sfd") and row["ASR"] is None and row["pre-ASR"] is None
+    for column in ("forget", "retain shift", "FID", "CLIP", "erase time"):
+        assert row[column] is not None and row[column]["mean"] is not None, column
+    assert any("does not apply" in text for text in payload["backends"]["ASR"])
