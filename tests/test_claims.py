@@ -94,3 +94,31 @@ def test_a_claim_without_its_column_is_not_measured(missing):
     assert verdicts["UnlearnDiffAtk"] == "not measured"
     # Equal ASRs are not "below": without pre-ASR the AdvUnlearn claim is still checked, and fails.
     assert verdicts["AdvUnlearn"] == ("not measured" if missing == "ASR" else "does not hold")
+
+
+def test_the_advunlearn_preset_search_passes_a_candidate_only_on_every_seed(monkeypatch):
+    """benchmarks/advunlearn_presets.py: a candidate passes when its ASR is below ESD's at every (concept, seed) and
+    no other object moved by more than 10 points; one seed at ESD's ASR fails it; a planned run not yet finished
+    leaves the verdict open."""
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.modules.pop("advunlearn_presets", None)
+    from advunlearn_presets import summarise
+
+    def record(method, label, seed, asr, shift=0.02):
+        metrics = {"ASR": asr, "pre-ASR": 0.0, "forget": 0.1, "retain shift": shift}
+        return {"method": method, "label": label, "concept": "star", "seed": seed, "metrics": metrics}
+
+    records = [record("esd", "esd (toy)", s, 0.75) for s in (0, 1, 2)]
+    records += [record("advunlearn", "good", s, 0.25) for s in (0, 1, 2)]
+    records += [record("advunlearn", "tied", s, a) for s, a in ((0, 0.25), (1, 0.75), (2, 0.25))]
+    records += [record("advunlearn", "damaging", s, 0.25, shift=0.29 if s == 1 else 0.0) for s in (0, 1, 2)]
+    planned = {"good": [("star", 0), ("star", 1), ("star", 2)], "partial": [("star", 0), ("star", 1)]}
+    records += [record("advunlearn", "partial", 0, 0.0)]
+    result = summarise(records, planned)
+    assert result["good"]["passes"] is True and result["good"]["summary"]["seeds below esd"] == 3
+    assert result["tied"]["passes"] is False  # equal to ESD's at seed 1 is not below it
+    assert result["damaging"]["passes"] is False
+    assert result["partial"]["passes"] is None and result["partial"]["missing"] == ["star seed 1"]
