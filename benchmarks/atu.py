@@ -27,7 +27,6 @@ from erasure import erase
 from eval.gan_metrics import generator_fd
 from eval.judges import load_judge
 from gan.metrics import object_frequency, percentage_of_unlearning
-from pipelines.gan import GANBundle
 
 OUT = Path(__file__).resolve().parent / "results" / "atu.json"
 NUM_SAMPLES = 1000
@@ -53,7 +52,7 @@ def main() -> None:
                 gamma=args.gamma, eval_samples=0,
             )  # fmt: skip
             seconds = time.perf_counter() - start
-            erased = GANBundle(generator=result.components["generator"], metadata=bundle.metadata)
+            erased = bundle.with_generator(result.components["generator"])
             pul = percentage_of_unlearning(bundle, erased, judge, concept, num_samples=NUM_SAMPLES, seed=1)
             frequency = object_frequency(erased, judge, num_samples=NUM_SAMPLES, seed=1)
             others = {o: f for o, f in frequency.items() if o != concept}

@@ -336,12 +336,19 @@ def draw_styles(generator: Generator, batch: int, mixing: float) -> tuple[list[t
     return [torch.randn(batch, generator.style_dim, device=device)], None
 
 
-def _as_uint8(images: torch.Tensor) -> torch.Tensor:
-    return (to_unit_range(images) * 255).round().to(torch.uint8).cpu()
+def _pack(outputs: torch.Tensor, latent: bool) -> torch.Tensor:
+    """Generator outputs kept for training on the CPU: pixels as uint8 (a quarter of the memory), a latent
+    generator's outputs as fp16 (they are not images)."""
+    if latent:
+        return outputs.detach().half().cpu()
+    return (to_unit_range(outputs) * 255).round().to(torch.uint8).cpu()
 
 
-def _from_uint8(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return images.to(device).float().div(127.5).sub(1.0)
+def _unpack(stored: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """What the discriminator reads, back from :func:`_pack`."""
+    if stored.dtype == torch.uint8:
+        return stored.to(device).float().div(127.5).sub(1.0)
+    return stored.to(device).float()
 
 
 # ---------------------------------------------------------------- the method
@@ -384,7 +391,7 @@ class AdaptThenUnlearn(EraseMethod):
             torch.manual_seed(cfg.seed)
 
             # Stage 0: sort the pretrained generator's samples into negatives and positives.
-            negatives, positives, found = self._collect(bundle.generator, judge, data)
+            negatives, positives, found = self._collect(bundle, judge, data)
             metrics.update(found)
 
             # Stage 1: negative adaptation with EWC, once per adapted model.
@@ -393,7 +400,7 @@ class AdaptThenUnlearn(EraseMethod):
                 adapted_generator = self._adapt(bundle, negatives, adapt_steps, history, callback)
                 adapted.append({n: p.detach().clone() for n, p in adapted_generator.named_parameters()})
                 if k == 0 and cfg.eval_samples:
-                    probe = GANBundle(generator=adapted_generator.eval(), metadata=bundle.metadata)
+                    probe = bundle.with_generator(adapted_generator.eval())
                     images = probe.sample(cfg.eval_samples, seed=cfg.seed)
                     metrics["adapted_negative_rate"] = sum(v.success for v in judge(images, cfg.concept)) / len(images)
 
@@ -405,7 +412,7 @@ class AdaptThenUnlearn(EraseMethod):
         metrics.update(meter.metrics(sum(p.numel() for p in generator.parameters())))
         metrics["final_loss"] = history[-1]["loss"]
         if cfg.eval_samples:
-            erased = GANBundle(generator=generator, metadata=bundle.metadata)
+            erased = bundle.with_generator(generator)
             metrics.update(
                 percentage_of_unlearning(
                     bundle, erased, judge, cfg.concept, num_samples=cfg.eval_samples, seed=cfg.seed
@@ -448,30 +455,33 @@ class AdaptThenUnlearn(EraseMethod):
         return judge
 
     @torch.no_grad()
-    def _collect(self, generator: Generator, judge, data: EraseData | None):
-        """Negatives and positives as uint8 images on the CPU; ``data.forget_images``/``retain_images`` (in [0, 1])
-        replace the sampled ones when given."""
+    def _collect(self, bundle: GANBundle, judge, data: EraseData | None):
+        """Negatives and positives as the discriminator reads them, on the CPU (:func:`_pack`);
+        ``data.forget_images``/``retain_images`` (in [0, 1]) replace the sampled ones when given."""
         cfg: ATUConfig = self.config
+        generator, size = bundle.generator, bundle.size
         negatives: list[torch.Tensor] = []
         positives: list[torch.Tensor] = []
         n_neg = n_pos = candidates = sampled_negatives = 0
-        if data is not None and data.forget_images is not None:
-            negatives.append((data.forget_images.clamp(0, 1) * 255).round().to(torch.uint8).cpu())
-            n_neg = len(negatives[0])
-        if data is not None and data.retain_images is not None:
-            positives.append((data.retain_images.clamp(0, 1) * 255).round().to(torch.uint8).cpu())
-            n_pos = len(positives[0])
         for name, given in (("forget_images", negatives), ("retain_images", positives)):
-            if given and tuple(given[0].shape[1:]) != (3, generator.size, generator.size):
+            images = getattr(data, name, None) if data is not None else None
+            if images is None:
+                continue
+            if tuple(images.shape[1:]) != (3, size, size):
                 raise ConfigError(
-                    f"data.{name} has shape {tuple(given[0].shape)}; this generator needs (N, 3, {generator.size}, "
-                    f"{generator.size}) images in [0, 1]"
+                    f"data.{name} has shape {tuple(images.shape)}; this generator needs (N, 3, {size}, {size}) images "
+                    "in [0, 1]"
                 )
+            given.append(_pack(bundle.encode(images.clamp(0, 1)), bundle.is_latent))
+        n_neg, n_pos = sum(map(len, negatives)), sum(map(len, positives))
         chunk = 64  # the official feedback loop judges batches of 64
         while (n_neg < cfg.num_negatives or n_pos < cfg.num_positives) and candidates < cfg.max_candidates:
             styles, inject_index = draw_styles(generator, chunk, cfg.mixing)
-            images = _as_uint8(generator(styles, inject_index=inject_index)[0])
-            verdicts = judge(images.float() / 255, cfg.concept)
+            outputs = generator(styles, inject_index=inject_index)[0]
+            images = _pack(outputs, bundle.is_latent)
+            # The judge sees what is kept: the uint8 pixels, or a latent generator's outputs decoded.
+            shown = to_unit_range(bundle.decode(outputs)) if bundle.is_latent else images.float() / 255
+            verdicts = judge(shown, cfg.concept)
             is_negative = torch.tensor([v.success for v in verdicts])
             sampled_negatives += int(is_negative.sum())
             if n_neg < cfg.num_negatives:
@@ -552,7 +562,8 @@ class AdaptThenUnlearn(EraseMethod):
         history: list[dict[str, float]],
         callback: StepCallback | None,
     ) -> None:
-        """rosinality's StyleGAN2 step on ``real_images`` (uint8), with ``extra_g_loss`` added to the G loss."""
+        """rosinality's StyleGAN2 step on ``real_images`` (:func:`_pack`'s form), with ``extra_g_loss`` added to the
+        G loss."""
         cfg: ATUConfig = self.config
         device = generator.device
         # Lazy regularisation (StyleGAN2 §B): scale lr and β2 by c = k/(k+1) so the regularised steps average out.
@@ -565,7 +576,7 @@ class AdaptThenUnlearn(EraseMethod):
         mean_path_length = torch.zeros((), device=device)
         r1_value = 0.0
         for step in range(steps):
-            real = _from_uint8(real_images[torch.randint(len(real_images), (cfg.batch_size,))], device)
+            real = _unpack(real_images[torch.randint(len(real_images), (cfg.batch_size,))], device)
 
             # Discriminator: logistic loss, and lazy R1 on real images every d_reg_every steps.
             generator.requires_grad_(False)

@@ -343,15 +343,7 @@ def apply_result(base_model: Any, result: EraseResult):
 
         return one_step_from_teacher(base_model, components["generator"], int(result.config.init_timestep))
     if kind == "gan_generator":
-        from .gan import GANBundle
-
-        return GANBundle(
-            generator=components["generator"],
-            discriminator=base_model.discriminator,
-            latent_dim=base_model.latent_dim,
-            metadata=dict(base_model.metadata),
-            judge=base_model.judge,
-        )
+        return base_model.with_generator(components["generator"], metadata=dict(base_model.metadata))
     raise ArtifactError(f"cannot apply a {kind!r} result in memory with this version of Erasure Studio")
 
 

@@ -12,19 +12,27 @@ gan.export_rosinality(bundle, "ours.pt")       # back to rosinality's format
 Formats read by :func:`load`:
 
 - ``"toy"``: the bundled toy GAN (``pipelines/toy/assets/gan/``), built by ``erasure-studio toy build --stages gan``.
-- a folder with ``config.json``, ``generator.safetensors`` and optionally ``discriminator.safetensors``
+- a folder with ``config.json``, ``generator.safetensors`` and optionally ``discriminator.safetensors`` and ``vae/``
   (what :func:`save_bundle` writes);
 - a ``.safetensors`` file of generator weights; its config comes from the file's header (what
   :func:`save_generator` writes), a JSON file beside it (``<name>.json`` or ``config.json``), or the tensor shapes;
 - a rosinality ``.pt`` checkpoint (``g_ema`` or ``g``, ``d``, ``args``). It is read by :func:`_safe_torch_load`
   (``weights_only=True``, with only ``argparse.Namespace`` allowed beyond tensors and containers): a checkpoint that
   carries any other pickled object is refused (:class:`UnsafeCheckpointError`), because unpickling it could run code.
+
+A *latent* StyleGAN2 draws a VAE's latents instead of pixels (the latent-diffusion trick applied to a GAN: the
+adversarial game is played on the VAE's small latent grid); its bundle carries the frozen ``diffusers``
+``AutoencoderKL`` as ``bundle.vae`` and :meth:`GANBundle.sample` decodes through it. Everything a GAN method trains
+(generator, discriminator) stays a stock StyleGAN2 network on the generator's raw outputs; :meth:`GANBundle.decode`
+and :meth:`GANBundle.encode` go between those outputs and images. rosinality's format has no place for a VAE, so
+:func:`export_rosinality` refuses a latent bundle.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -49,6 +57,7 @@ FORMAT = "erasure-studio/stylegan2"
 CONFIG_FILE = "config.json"
 GENERATOR_FILE = "generator.safetensors"
 DISCRIMINATOR_FILE = "discriminator.safetensors"
+VAE_FOLDER = "vae"
 TOY_GAN = "gan"
 TORCH_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 # Seed of the z draws behind the truncation center w̄, so that truncated samples are reproducible.
@@ -74,6 +83,8 @@ class GANBundle:
         metadata (`dict`): where the weights came from (``name_or_path``, ``format``, checkpoint ``args`` ...).
         judge (*optional*): a judge (``pipelines.judge.Judge``) that travels with the model, used by methods whose
             config names none (a test double for tiny random generators, say).
+        vae (`diffusers.AutoencoderKL`, *optional*): for a latent StyleGAN2, the frozen VAE whose decoder turns the
+            generator's outputs (latents times ``vae.config.scaling_factor``, as in Stable Diffusion) into images.
     """
 
     generator: Generator
@@ -81,6 +92,7 @@ class GANBundle:
     latent_dim: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     judge: Any = None
+    vae: Any = None
 
     def __post_init__(self) -> None:
         if self.latent_dim is None:
@@ -102,13 +114,42 @@ class GANBundle:
 
     @property
     def size(self) -> int:
-        return self.generator.size
+        """Side of the images the bundle draws (the generator's output side times the VAE's upsampling)."""
+        if self.vae is None:
+            return self.generator.size
+        return self.generator.size * 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def is_latent(self) -> bool:
+        """Whether the generator draws VAE latents (decoded by :attr:`vae`) rather than pixels."""
+        return self.vae is not None
+
+    def with_generator(self, generator: Generator, **changes: Any) -> GANBundle:
+        """This bundle with another generator (an erased copy, a training snapshot); the discriminator, VAE, judge
+        and metadata are shared, not copied, unless ``changes`` replaces them."""
+        return dataclasses.replace(self, generator=generator, **changes)
+
+    def decode(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The generator's raw outputs as images in about [-1, 1] (differentiable; the identity for pixels)."""
+        if self.vae is None:
+            return outputs
+        return self.vae.decode(outputs / self.vae.config.scaling_factor).sample
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] as the generator's raw outputs would draw them: pixels in [-1, 1], or the VAE's latent
+        means times its scaling factor. What the discriminator reads."""
+        images = images.to(self.device, torch.float32) * 2 - 1
+        if self.vae is None:
+            return images
+        return self.vae.encode(images).latent_dist.mean * self.vae.config.scaling_factor
 
     def to(self, device: str | torch.device) -> GANBundle:
         """Move the networks to ``device`` (in place, like ``pipe.to``) and return the bundle."""
         self.generator.to(device)
         if self.discriminator is not None:
             self.discriminator.to(device)
+        if self.vae is not None:
+            self.vae.to(device)
         return self
 
     def latents(self, n: int, seed: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -171,7 +212,7 @@ class GANBundle:
                 noise=maps,
                 randomize_noise=False,
             )
-            out.append(images.float().cpu())
+            out.append(self.decode(images).float().cpu())
         return to_unit_range(torch.cat(out))
 
 
@@ -272,7 +313,27 @@ def load_bundle_folder(folder: str | os.PathLike, *, name_or_path: str | None = 
         )
     metadata = dict(config.get("metadata") or {})
     metadata.update(name_or_path=name_or_path or str(folder), format=FORMAT)
-    return GANBundle(generator=generator, discriminator=discriminator, metadata=metadata)
+    vae = _load_vae(folder, config["vae"]) if config.get("vae") else None
+    return GANBundle(generator=generator, discriminator=discriminator, metadata=metadata, vae=vae)
+
+
+def _load_vae(folder: Path, subfolder: Any):
+    """The frozen ``AutoencoderKL`` of a latent bundle, from its ``vae/`` subfolder (safetensors only)."""
+    from diffusers import AutoencoderKL
+
+    from .checks import confined
+
+    if not isinstance(subfolder, str):
+        raise ArtifactError(f"{folder / CONFIG_FILE} names its VAE as {subfolder!r}, not a subfolder; re-create it")
+    path = confined(folder, subfolder, what="VAE folder")
+    weights = path / "diffusion_pytorch_model.safetensors"
+    if not (path / "config.json").is_file() or not weights.is_file():
+        raise ArtifactError(
+            f"{folder} is a latent GAN bundle but {path.name}/ lacks config.json or "
+            "diffusion_pytorch_model.safetensors; restore the VAE folder or re-create the bundle (gan.save_bundle)"
+        )
+    check_safetensors(weights, what="VAE weights")
+    return AutoencoderKL.from_pretrained(path, use_safetensors=True).float().eval().requires_grad_(False)
 
 
 def load_safetensors_generator(path: str | os.PathLike) -> GANBundle:
@@ -428,8 +489,8 @@ def save_generator(generator: Generator, path: str | os.PathLike) -> dict[str, A
 def save_bundle(
     bundle: GANBundle, folder: str | os.PathLike, *, metadata: Mapping[str, Any] | None = None, half: bool = False
 ) -> Path:
-    """Write a bundle folder that :func:`load` reads: ``config.json``, ``generator.safetensors`` and
-    ``discriminator.safetensors`` (when the bundle has one).
+    """Write a bundle folder that :func:`load` reads: ``config.json``, ``generator.safetensors``,
+    ``discriminator.safetensors`` (when the bundle has one) and ``vae/`` (a latent bundle's VAE, diffusers layout).
 
     Args:
         bundle (`GANBundle`): what to save.
@@ -443,10 +504,14 @@ def save_bundle(
     save_file(_tensors(bundle.generator, dtype), folder / GENERATOR_FILE, metadata={"format": FORMAT})
     if bundle.discriminator is not None:
         save_file(_tensors(bundle.discriminator, dtype), folder / DISCRIMINATOR_FILE, metadata={"format": FORMAT})
+    if bundle.vae is not None:
+        vae = copy.deepcopy(bundle.vae).to("cpu", torch.float16 if half else torch.float32)
+        vae.save_pretrained(folder / VAE_FOLDER, safe_serialization=True)
     config = {
         "format": FORMAT,
         "generator": bundle.generator.config,
         "discriminator": bundle.discriminator.config if bundle.discriminator is not None else None,
+        "vae": VAE_FOLDER if bundle.vae is not None else None,
         "metadata": {**{k: v for k, v in bundle.metadata.items() if k != "name_or_path"}, **(metadata or {})},
     }
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
@@ -456,7 +521,7 @@ def save_bundle(
 def apply_generator(bundle: GANBundle, artifact_path: str | os.PathLike, manifest: Mapping[str, Any]) -> GANBundle:
     """A new bundle whose generator comes from an artifact folder (safetensors only); ``bundle`` is not changed.
 
-    The discriminator and judge of ``bundle`` are shared with the new bundle, not copied.
+    The discriminator, VAE and judge of ``bundle`` are shared with the new bundle, not copied.
     """
     artifact_path = Path(artifact_path)
     info = manifest.get("components", {}).get("generator")
@@ -475,23 +540,14 @@ def apply_generator(bundle: GANBundle, artifact_path: str | os.PathLike, manifes
     if config is None:
         raise ArtifactError(f"{file} has no generator config in the manifest or its header; re-create the artifact")
     generator = _build(Generator, config, load_file(file), str(file)).to(bundle.device)
-    metadata = {**bundle.metadata, "artifact": str(artifact_path)}
-    return GANBundle(
-        generator=generator,
-        discriminator=bundle.discriminator,
-        latent_dim=bundle.latent_dim,
-        metadata=metadata,
-        judge=bundle.judge,
-    )
+    return bundle.with_generator(generator, metadata={**bundle.metadata, "artifact": str(artifact_path)})
 
 
 def write_before_after(result: Any, base_bundle: GANBundle, path: str | os.PathLike, *, n: int = 8, seed: int = 0):
     """A PNG grid: the base and the erased generator on the same latents (top row base, bottom row erased)."""
     from .images import image_grid, to_pil
 
-    erased = GANBundle(
-        generator=result.components["generator"], latent_dim=base_bundle.latent_dim, metadata=base_bundle.metadata
-    )
+    erased = base_bundle.with_generator(result.components["generator"])
     before = to_pil(base_bundle.sample(n, seed=seed))
     after = to_pil(erased.sample(n, seed=seed))
     title = f"{result.method}: '{result.config.concept}' erased (same latents, seed {seed})"
@@ -510,6 +566,11 @@ def export_rosinality(bundle: GANBundle, path: str | os.PathLike) -> Path:
     ``channels`` when the widths are not rosinality's table, which its ``Generator`` cannot build).
     """
     path = Path(path)
+    if bundle.is_latent:
+        raise ConfigError(
+            "this StyleGAN2 draws VAE latents and rosinality's format has no place for the VAE; keep it as a bundle "
+            "folder (gan.save_bundle)"
+        )
     g = bundle.generator
     args = argparse.Namespace(
         arch="stylegan2", size=g.size, latent=g.style_dim, n_mlp=g.n_mlp, channel_multiplier=g.channel_multiplier
@@ -525,11 +586,9 @@ def export_rosinality(bundle: GANBundle, path: str | os.PathLike) -> Path:
 
 
 def copy_bundle(bundle: GANBundle) -> GANBundle:
-    """A deep copy of the networks (metadata copied, judge shared)."""
-    return GANBundle(
-        generator=copy.deepcopy(bundle.generator),
+    """A deep copy of the trainable networks (metadata copied; the judge and the frozen VAE shared)."""
+    return bundle.with_generator(
+        copy.deepcopy(bundle.generator),
         discriminator=copy.deepcopy(bundle.discriminator),
-        latent_dim=bundle.latent_dim,
         metadata=copy.deepcopy(bundle.metadata),
-        judge=bundle.judge,
     )

@@ -69,3 +69,33 @@ def tiny_bundle(seed: int = 0, *, size: int = 16, with_judge: bool = True) -> GA
     if with_judge:
         bundle.judge = RednessJudge.calibrated(bundle.sample(256, seed=10_000 + seed), positive_fraction=0.3)
     return bundle
+
+
+def tiny_latent_bundle(seed: int = 0, *, with_judge: bool = True) -> GANBundle:
+    """A random-init *latent* StyleGAN2: an 8x8x4 generator and discriminator and a tiny random ``AutoencoderKL``
+    (two blocks: 8x8 latents decode to 16x16 images), with :class:`RednessJudge` on the decoded images."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    channels = {4: 16, 8: 16}
+    generator = Generator(8, style_dim=16, n_mlp=2, channels=channels, image_channels=4)
+    discriminator = Discriminator(8, channels=channels, image_channels=4)
+    vae = AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 8),
+        latent_channels=4,
+        norm_num_groups=4,
+        layers_per_block=1,
+        sample_size=16,
+        scaling_factor=0.5,
+    )
+    bundle = GANBundle(
+        generator=generator.float().eval().requires_grad_(False),
+        discriminator=discriminator.float().eval().requires_grad_(False),
+        metadata={"name_or_path": f"tiny-latent-{seed}"},
+        vae=vae.float().eval().requires_grad_(False),
+    )
+    if with_judge:
+        bundle.judge = RednessJudge.calibrated(bundle.sample(256, seed=10_000 + seed), positive_fraction=0.3)
+    return bundle
