@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from pipelines.checks import check_field_types
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
@@ -429,6 +429,28 @@ def frozen_dtype(config: EraseConfig, device: torch.device) -> torch.dtype | Non
     if config.mixed_precision != "no" and torch.device(device).type != "cuda":
         raise ConfigError(f"mixed_precision={config.mixed_precision!r} needs a CUDA device; the model is on {device}")
     return {"no": None, "fp16": torch.float16, "bf16": torch.bfloat16}[config.mixed_precision]
+
+
+def adam(
+    params: list[torch.nn.Parameter],
+    *,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    weight_decay: float = 0.0,
+    use_8bit: bool = False,
+) -> torch.optim.Optimizer:
+    """Adam, or bitsandbytes' 8-bit Adam (``use_8bit``: both moments stored in 8 bits, a quarter of fp32's memory;
+    the weights and their updates stay fp32). The methods' ``use_8bit_adam`` flags lead here."""
+    if use_8bit:
+        try:
+            import bitsandbytes as bnb
+        except ImportError as err:
+            raise MissingDependencyError(
+                "use_8bit_adam needs the 'bitsandbytes' package; install it with: pip install bitsandbytes "
+                "(or leave use_8bit_adam off)"
+            ) from err
+        return bnb.optim.Adam8bit(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
 
 
 def notify(callback: StepCallback | None, step: int, total: int, logs: dict[str, float]) -> None:

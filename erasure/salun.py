@@ -115,7 +115,7 @@ from pipelines.data import (
     model_cache_key,
     object_retain_prompts,
 )
-from pipelines.errors import ConfigError, MissingDependencyError
+from pipelines.errors import ConfigError
 from pipelines.sd import (
     diffusion_loss,
     diffusion_target,
@@ -136,6 +136,7 @@ from .base import (
     EraseResult,
     RunMeter,
     StepCallback,
+    adam,
     frozen_dtype,
     notify,
     register,
@@ -580,17 +581,8 @@ def random_label_loss(
 
 
 def make_optimizer(params: list[torch.nn.Parameter], cfg: SalUnConfig) -> torch.optim.Optimizer:
-    """Adam (the official optimiser), or bitsandbytes' 8-bit Adam."""
-    if cfg.use_8bit_adam:
-        try:
-            import bitsandbytes as bnb
-        except ImportError as err:
-            raise MissingDependencyError(
-                "use_8bit_adam needs the 'bitsandbytes' package; install it with: pip install bitsandbytes "
-                "(or leave use_8bit_adam off)"
-            ) from err
-        return bnb.optim.Adam8bit(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    """Adam (the official optimiser), or bitsandbytes' 8-bit Adam (``use_8bit_adam``)."""
+    return adam(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, use_8bit=cfg.use_8bit_adam)
 
 
 class _EpochSampler:

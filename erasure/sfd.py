@@ -80,6 +80,7 @@ from .base import (
     EraseResult,
     RunMeter,
     StepCallback,
+    adam,
     frozen_dtype,
     notify,
     register,
@@ -117,6 +118,9 @@ class SFDConfig(EraseConfig):
         guidance_scale_fake_train, guidance_scale_fake, guidance_scale_real (`float`): the CFG scales of fake-score
             training, of f_ψ in the generator loss and of f_p (official ``cfg_train_fake``, ``cfg_eval_fake``,
             ``cfg_eval_real``).
+        use_8bit_adam (`bool`, defaults to `False`): bitsandbytes' 8-bit Adam for θ and ψ. With it and
+            ``gradient_checkpointing``, one fp32 iteration on SD v1.x fits a 24 GB CPU machine
+            (``benchmarks/sfd_sd14_step.py``); the official run is fp16 on a GPU.
     """
 
     method = "sfd"
@@ -201,6 +205,10 @@ class SFDConfig(EraseConfig):
     )
     max_grad_value: float = field(
         default=1.0, metadata={"help": "Gradient value clipping of both networks (official 1)."}
+    )
+    use_8bit_adam: bool = field(
+        default=False,
+        metadata={"help": "bitsandbytes' 8-bit Adam for both networks (needs bitsandbytes): moments at a quarter."},
     )
 
     def validate(self) -> None:
@@ -356,8 +364,9 @@ class SFD(EraseMethod):
             generator_unet.enable_gradient_checkpointing()
             fake.enable_gradient_checkpointing()
         betas = (cfg.adam_beta1, cfg.adam_beta2)
-        gen_opt = torch.optim.Adam(generator_unet.parameters(), lr=cfg.learning_rate, betas=betas)
-        fake_opt = torch.optim.Adam(fake.parameters(), lr=cfg.fake_learning_rate, betas=betas)
+        use_8bit = cfg.use_8bit_adam
+        gen_opt = adam(list(generator_unet.parameters()), lr=cfg.learning_rate, betas=betas, use_8bit=use_8bit)
+        fake_opt = adam(list(fake.parameters()), lr=cfg.fake_learning_rate, betas=betas, use_8bit=use_8bit)
 
         with torch.no_grad():
             encode = lambda prompts: encode_prompts(pipe.tokenizer, pipe.text_encoder, prompts).float()  # noqa: E731
@@ -409,10 +418,10 @@ class SFD(EraseMethod):
                 pred = guided_noise(fake, x_t, t, c, uncond, cfg.guidance_scale_fake_train)
                 fake_losses.append(F.mse_loss(pred, eps))
             fake_loss = fake_losses[0] + cfg.fake_forget_weight * fake_losses[1]
-            fake_opt.zero_grad(set_to_none=True)
             fake_loss.backward()
             torch.nn.utils.clip_grad_value_(fake.parameters(), cfg.max_grad_value)
             fake_opt.step()
+            fake_opt.zero_grad(set_to_none=True)  # freed now: only one network's gradients are ever held
 
             # (2) Generator step: SiD on retain prompts, and the forget branch with c_p = c_o, c_ψ = c_f.
             fake.requires_grad_(False)
@@ -432,10 +441,10 @@ class SFD(EraseMethod):
                 raise FloatingPointError(
                     f"SFD's generator loss is not finite at step {step}; lower learning_rate or the CFG scales"
                 )
-            gen_opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_value_(generator_unet.parameters(), cfg.max_grad_value)
             gen_opt.step()
+            gen_opt.zero_grad(set_to_none=True)
             if ema is not None:
                 ema_update(ema, generator_unet, cfg.ema_decay)
 
