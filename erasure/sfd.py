@@ -51,6 +51,7 @@ Deviations and fixes of the official preview code:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 from dataclasses import dataclass, field
@@ -399,63 +400,66 @@ class SFD(EraseMethod):
             ).float()
 
         history: list[dict[str, float]] = []
-        for step in range(1, cfg.max_train_steps + 1):
-            retain_idx = torch.randint(len(retain_prompts), (n,), generator=gen)
-            forget_idx = torch.randint(len(forget_prompts), (n,), generator=gen)
-            cond, cond_f, cond_o = retain_emb[retain_idx], forget_emb[forget_idx], override_emb[forget_idx]
-            z = torch.randn(n, channels, size, size, generator=gen).to(device)
+        # The generator loss differentiates through the frozen teacher (its input x_t), so its activations are kept
+        # for backward too; with gradient_checkpointing they are recomputed block by block like the trained UNets'.
+        with _gradient_checkpointing(teacher, cfg.gradient_checkpointing):
+            for step in range(1, cfg.max_train_steps + 1):
+                retain_idx = torch.randint(len(retain_prompts), (n,), generator=gen)
+                forget_idx = torch.randint(len(forget_prompts), (n,), generator=gen)
+                cond, cond_f, cond_o = retain_emb[retain_idx], forget_emb[forget_idx], override_emb[forget_idx]
+                z = torch.randn(n, channels, size, size, generator=gen).to(device)
 
-            # (1) Fake-score step: ε-MSE on the generator's retain and forget samples (prompts dropped for CFG).
-            fake.requires_grad_(True)
-            with torch.no_grad():
+                # (1) Fake-score step: ε-MSE on the generator's retain and forget samples (prompts dropped for CFG).
+                fake.requires_grad_(True)
+                with torch.no_grad():
+                    x_g = one_step_x0(generator_unet, z, cond, init_timestep, alphas_cumprod)
+                    x_f = one_step_x0(generator_unet, z, cond_f, init_timestep, alphas_cumprod)
+                fake_losses = []
+                for x0, c in ((x_g, cond), (x_f, cond_f)):
+                    x_t, t, eps = noised(x0)
+                    drop = (torch.rand(n, generator=gen) < cfg.prompt_dropout).view(-1, 1, 1).to(device)
+                    c = torch.where(drop, uncond, c)
+                    pred = guided_noise(fake, x_t, t, c, uncond, cfg.guidance_scale_fake_train)
+                    fake_losses.append(F.mse_loss(pred, eps))
+                fake_loss = fake_losses[0] + cfg.fake_forget_weight * fake_losses[1]
+                fake_loss.backward()
+                torch.nn.utils.clip_grad_value_(fake.parameters(), cfg.max_grad_value)
+                fake_opt.step()
+                fake_opt.zero_grad(set_to_none=True)  # freed now: only one network's gradients are ever held
+
+                # (2) Generator step: SiD on retain prompts, and the forget branch with c_p = c_o, c_ψ = c_f.
+                fake.requires_grad_(False)
                 x_g = one_step_x0(generator_unet, z, cond, init_timestep, alphas_cumprod)
-                x_f = one_step_x0(generator_unet, z, cond_f, init_timestep, alphas_cumprod)
-            fake_losses = []
-            for x0, c in ((x_g, cond), (x_f, cond_f)):
-                x_t, t, eps = noised(x0)
-                drop = (torch.rand(n, generator=gen) < cfg.prompt_dropout).view(-1, 1, 1).to(device)
-                c = torch.where(drop, uncond, c)
-                pred = guided_noise(fake, x_t, t, c, uncond, cfg.guidance_scale_fake_train)
-                fake_losses.append(F.mse_loss(pred, eps))
-            fake_loss = fake_losses[0] + cfg.fake_forget_weight * fake_losses[1]
-            fake_loss.backward()
-            torch.nn.utils.clip_grad_value_(fake.parameters(), cfg.max_grad_value)
-            fake_opt.step()
-            fake_opt.zero_grad(set_to_none=True)  # freed now: only one network's gradients are ever held
+                x_t, t, _ = noised(x_g)
+                fake_x0 = guided_x0(fake, x_t, t, cond, uncond, cfg.guidance_scale_fake, alphas_cumprod)
+                retain_loss = sid_generator_loss(x_g, real_x0(x_t, t, cond), fake_x0, cfg.alpha).mean()
+                loss = cfg.retain_weight * retain_loss
+                forget_loss = torch.zeros((), device=device)
+                if cfg.forget_weight > 0:
+                    x_f = one_step_x0(generator_unet, z, cond_f, init_timestep, alphas_cumprod)
+                    x_t, t, _ = noised(x_f)
+                    fake_x0 = guided_x0(fake, x_t, t, cond_f, uncond, cfg.guidance_scale_fake, alphas_cumprod)
+                    forget_loss = sid_generator_loss(x_f, real_x0(x_t, t, cond_o), fake_x0, cfg.alpha).mean()
+                    loss = loss + cfg.forget_weight * forget_loss
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"SFD's generator loss is not finite at step {step}; lower learning_rate or the CFG scales"
+                    )
+                loss.backward()
+                torch.nn.utils.clip_grad_value_(generator_unet.parameters(), cfg.max_grad_value)
+                gen_opt.step()
+                gen_opt.zero_grad(set_to_none=True)
+                if ema is not None:
+                    ema_update(ema, generator_unet, cfg.ema_decay)
 
-            # (2) Generator step: SiD on retain prompts, and the forget branch with c_p = c_o, c_ψ = c_f.
-            fake.requires_grad_(False)
-            x_g = one_step_x0(generator_unet, z, cond, init_timestep, alphas_cumprod)
-            x_t, t, _ = noised(x_g)
-            fake_x0 = guided_x0(fake, x_t, t, cond, uncond, cfg.guidance_scale_fake, alphas_cumprod)
-            retain_loss = sid_generator_loss(x_g, real_x0(x_t, t, cond), fake_x0, cfg.alpha).mean()
-            loss = cfg.retain_weight * retain_loss
-            forget_loss = torch.zeros((), device=device)
-            if cfg.forget_weight > 0:
-                x_f = one_step_x0(generator_unet, z, cond_f, init_timestep, alphas_cumprod)
-                x_t, t, _ = noised(x_f)
-                fake_x0 = guided_x0(fake, x_t, t, cond_f, uncond, cfg.guidance_scale_fake, alphas_cumprod)
-                forget_loss = sid_generator_loss(x_f, real_x0(x_t, t, cond_o), fake_x0, cfg.alpha).mean()
-                loss = loss + cfg.forget_weight * forget_loss
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"SFD's generator loss is not finite at step {step}; lower learning_rate or the CFG scales"
-                )
-            loss.backward()
-            torch.nn.utils.clip_grad_value_(generator_unet.parameters(), cfg.max_grad_value)
-            gen_opt.step()
-            gen_opt.zero_grad(set_to_none=True)
-            if ema is not None:
-                ema_update(ema, generator_unet, cfg.ema_decay)
-
-            logs = {
-                "loss": loss.item(),
-                "loss_retain": retain_loss.item(),
-                "loss_forget": forget_loss.item(),
-                "loss_fake": fake_loss.item(),
-            }
-            history.append(logs)
-            notify(callback, step, cfg.max_train_steps, logs)
+                logs = {
+                    "loss": loss.item(),
+                    "loss_retain": retain_loss.item(),
+                    "loss_forget": forget_loss.item(),
+                    "loss_fake": fake_loss.item(),
+                }
+                history.append(logs)
+                notify(callback, step, cfg.max_train_steps, logs)
 
         result_unet = ema if ema is not None else generator_unet
         result_unet.eval().requires_grad_(False)
@@ -475,3 +479,17 @@ class SFD(EraseMethod):
             loss_history=history,
             metrics=metrics,
         )
+
+
+@contextlib.contextmanager
+def _gradient_checkpointing(unet: torch.nn.Module, enabled: bool):
+    """Block-level gradient checkpointing on ``unet`` for the duration, switched back afterwards (the teacher is the
+    caller's UNet, not a copy)."""
+    switch = enabled and not unet.is_gradient_checkpointing
+    if switch:
+        unet.enable_gradient_checkpointing()
+    try:
+        yield
+    finally:
+        if switch:
+            unet.disable_gradient_checkpointing()

@@ -86,6 +86,32 @@ def tiny_sfd_artifact(tiny_pipe, tmp_path_factory):
     return result.save(tmp_path_factory.mktemp("sfd") / "artifact", base_model=tiny_pipe)
 
 
+def test_checkpointing_and_8bit_adam_take_the_same_step_and_leave_the_teacher_as_it_was(tiny_pipe):
+    """The SD v1.x memory levers (benchmarks/sfd_sd14_step.py): gradient checkpointing recomputes activations, so
+    one step matches the plain one; the teacher (the caller's UNet) gets its checkpointing switched back off; 8-bit
+    Adam takes a step of its own (its moments are quantised), close to Adam's."""
+    pytest.importorskip("bitsandbytes")
+    kwargs = {
+        "concept": "star",
+        "override": "circle",
+        "init_from_teacher": True,
+        "max_train_steps": 1,
+        "batch_size": 2,
+    }
+    plain = erasure.erase("sfd", tiny_pipe, **kwargs).components["generator"].state_dict()
+    checkpointed = erasure.erase("sfd", tiny_pipe, gradient_checkpointing=True, **kwargs)
+    assert not tiny_pipe.unet.is_gradient_checkpointing
+    assert all(
+        torch.allclose(v, plain[k], atol=1e-6) for k, v in checkpointed.components["generator"].state_dict().items()
+    )
+    low = erasure.erase("sfd", tiny_pipe, gradient_checkpointing=True, use_8bit_adam=True, **kwargs)
+    start = tiny_pipe.unet.state_dict()  # init_from_teacher: both runs stepped from the teacher's weights
+    low_state = low.components["generator"].state_dict()
+    adam_step = torch.cat([(plain[k] - start[k]).flatten() for k in start])
+    adam8_step = torch.cat([(low_state[k] - start[k]).flatten() for k in start])
+    assert adam8_step.abs().max() > 0 and torch.nn.functional.cosine_similarity(adam_step, adam8_step, dim=0) > 0.9
+
+
 def test_attack_on_a_one_step_artifact_is_one_line_and_exit_2(tiny_sfd_artifact, tmp_path, capsys):
     code = main(["attack", str(tiny_sfd_artifact), "--prompts", "toy:star", "--output_dir", str(tmp_path / "a")])
     err = capsys.readouterr().err.strip()
