@@ -415,14 +415,16 @@ class SFD(EraseMethod):
                     x_g = one_step_x0(generator_unet, z, cond, init_timestep, alphas_cumprod)
                     x_f = one_step_x0(generator_unet, z, cond_f, init_timestep, alphas_cumprod)
                 fake_losses = []
-                for x0, c in ((x_g, cond), (x_f, cond_f)):
+                # Each term is backpropagated on its own (the gradients add up in .grad, the same sum as one
+                # backward of the total) so that only one branch's activations are alive at a time.
+                for x0, c, weight in ((x_g, cond, 1.0), (x_f, cond_f, cfg.fake_forget_weight)):
                     x_t, t, eps = noised(x0)
                     drop = (torch.rand(n, generator=gen) < cfg.prompt_dropout).view(-1, 1, 1).to(device)
                     c = torch.where(drop, uncond, c)
                     pred = guided_noise(fake, x_t, t, c, uncond, cfg.guidance_scale_fake_train)
                     fake_losses.append(F.mse_loss(pred, eps))
-                fake_loss = fake_losses[0] + cfg.fake_forget_weight * fake_losses[1]
-                fake_loss.backward()
+                    (weight * fake_losses[-1]).backward()
+                fake_loss = fake_losses[0].detach() + cfg.fake_forget_weight * fake_losses[1].detach()
                 torch.nn.utils.clip_grad_value_(fake.parameters(), cfg.max_grad_value)
                 fake_opt.step()
                 fake_opt.zero_grad(set_to_none=True)  # freed now: only one network's gradients are ever held
@@ -433,19 +435,19 @@ class SFD(EraseMethod):
                 x_t, t, _ = noised(x_g)
                 fake_x0 = guided_x0(fake, x_t, t, cond, uncond, cfg.guidance_scale_fake, alphas_cumprod)
                 retain_loss = sid_generator_loss(x_g, real_x0(x_t, t, cond), fake_x0, cfg.alpha).mean()
-                loss = cfg.retain_weight * retain_loss
+                (cfg.retain_weight * retain_loss).backward()  # per branch, as the fake-score step
                 forget_loss = torch.zeros((), device=device)
                 if cfg.forget_weight > 0:
                     x_f = one_step_x0(generator_unet, z, cond_f, init_timestep, alphas_cumprod)
                     x_t, t, _ = noised(x_f)
                     fake_x0 = guided_x0(fake, x_t, t, cond_f, uncond, cfg.guidance_scale_fake, alphas_cumprod)
                     forget_loss = sid_generator_loss(x_f, real_x0(x_t, t, cond_o), fake_x0, cfg.alpha).mean()
-                    loss = loss + cfg.forget_weight * forget_loss
-                if not torch.isfinite(loss):
+                    (cfg.forget_weight * forget_loss).backward()
+                loss = cfg.retain_weight * retain_loss.detach() + cfg.forget_weight * forget_loss.detach()
+                if not torch.isfinite(loss):  # before the step: the generator is left as it was
                     raise FloatingPointError(
                         f"SFD's generator loss is not finite at step {step}; lower learning_rate or the CFG scales"
                     )
-                loss.backward()
                 torch.nn.utils.clip_grad_value_(generator_unet.parameters(), cfg.max_grad_value)
                 gen_opt.step()
                 gen_opt.zero_grad(set_to_none=True)
