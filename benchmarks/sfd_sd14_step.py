@@ -110,7 +110,13 @@ def main(argv: list[str] | None = None) -> int:
             text=True,
         )
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-        run = json.loads(lines[-1]) if lines else {"variant": variant, "error": proc.stderr.strip()[-2000:]}
+        if lines:
+            run = json.loads(lines[-1])
+        elif proc.returncode < 0:  # a cap above the free memory lets the kernel's OOM killer end the child instead
+            run = {"variant": variant, "memory_limit_gb": args.memory_limit_gb, "fits": False}
+            run["error"] = f"killed by signal {-proc.returncode} (the kernel's OOM killer: out of physical memory)"
+        else:
+            run = {"variant": variant, "error": proc.stderr.strip()[-2000:]}
         run["date"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         print(json.dumps(run), flush=True)
         runs.append(run)
