@@ -289,6 +289,7 @@ def run_study(
     max_parallel: int | None = None,
     dry_run: bool = False,
     retry_failed: bool = False,
+    redo: Sequence[str] = (),
     callback: EventCallback | None = None,
     runner=run_one,
 ) -> StudyResult:
@@ -301,6 +302,7 @@ def run_study(
         max_parallel (`int`, *optional*): runs at once.
         dry_run (`bool`, defaults to `False`): validate and plan only.
         retry_failed (`bool`, defaults to `False`): redo runs that failed before.
+        redo (`list[str]`, *optional*): names or shell patterns of finished runs to run again.
         callback (*optional*): ``callback(event)`` for every progress event.
         runner (*optional*): the runner (default :func:`run_one`); a picklable module-level function.
 
@@ -317,6 +319,7 @@ def run_study(
         max_parallel=max_parallel,
         dry_run=dry_run,
         retry_failed=retry_failed,
+        redo=redo,
         callback=callback,
     )
     if not dry_run:

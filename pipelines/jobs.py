@@ -41,6 +41,8 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as _dt
+import difflib
+import fnmatch
 import hashlib
 import itertools
 import json
@@ -52,7 +54,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -969,6 +971,20 @@ def check_output_folder(output_dir: str | os.PathLike, spec: StudySpec) -> None:
         raise ConfigError(f"output folder {out} holds files that are not a study; choose another --output_dir")
 
 
+def _matching(runs: list[RunSpec], patterns: Sequence[str]) -> set[str]:
+    """Names of the runs that ``patterns`` (names or shell patterns) select; a pattern selecting none is an error."""
+    names = [run.name for run in runs]
+    selected: set[str] = set()
+    for pattern in patterns:
+        found = fnmatch.filter(names, pattern)
+        if not found:
+            close = difflib.get_close_matches(pattern, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "; list them with --dry_run"
+            raise ConfigError(f"--redo {pattern!r} matches no run of this study{hint}")
+        selected.update(found)
+    return selected
+
+
 def _reconcile(out: Path, runs: list[RunSpec]) -> None:
     """Make ``results.jsonl`` hold exactly one line per finished run of the plan (a crash between a run's rename and
     its append loses the line; its ``done.json`` has it)."""
@@ -990,6 +1006,7 @@ def run_jobs(
     max_parallel: int | None = None,
     dry_run: bool = False,
     retry_failed: bool = False,
+    redo: Sequence[str] = (),
     callback: EventCallback | None = None,
     poll_seconds: float = 0.5,
 ) -> StudyResult:
@@ -1005,6 +1022,8 @@ def run_jobs(
         max_parallel (`int`, *optional*): runs at once; overrides ``resources.max_parallel``.
         dry_run (`bool`, defaults to `False`): check everything and plan, write nothing, run nothing.
         retry_failed (`bool`, defaults to `False`): redo runs that failed before (else they stay failed).
+        redo (`list[str]`, *optional*): run names or shell patterns (``esd-star-seed1-*``) of finished runs to run
+            again (a run whose timing a busy machine spoiled, say): their folders and ``results.jsonl`` lines go.
         callback (*optional*): ``callback(event)`` for every event logged (the CLI's live table).
         poll_seconds (`float`, defaults to 0.5): how often progress events are read while runs are in flight.
 
@@ -1021,8 +1040,13 @@ def run_jobs(
     runs = expand_runs(spec, resolve)
     result = StudyResult(output_dir=out, runs=runs, dry_run=dry_run)
     statuses = {run.name: run_status(out, run) for run in runs}
-    result.skipped = [r.name for r in runs if statuses[r.name] == "done"]
-    todo = [r for r in runs if statuses[r.name] == "pending" or (retry_failed and statuses[r.name] == "failed")]
+    redone = _matching(runs, redo)
+    result.skipped = [r.name for r in runs if statuses[r.name] == "done" and r.name not in redone]
+    todo = [
+        r
+        for r in runs
+        if statuses[r.name] == "pending" or (retry_failed and statuses[r.name] == "failed") or r.name in redone
+    ]
     for run in runs:
         if statuses[run.name] == "failed" and not retry_failed:
             error = json.loads((out / RUNS_DIR / run.name / ERROR_FILE).read_text()).get("error", "failed")
@@ -1047,7 +1071,11 @@ def run_jobs(
         (out / CACHE_DIR).mkdir(exist_ok=True)
         for run in todo:
             if (out / RUNS_DIR / run.name).exists():
-                shutil.rmtree(out / RUNS_DIR / run.name)  # a failed run being retried
+                shutil.rmtree(out / RUNS_DIR / run.name)  # a failed run being retried, or one to redo
+        if redone:
+            hashes = {run.hash for run in runs if run.name in redone}
+            kept = [row for row in read_jsonl(out / RESULTS_FILE) if row.get("hash") not in hashes]
+            atomic_write_text(out / RESULTS_FILE, "".join(json.dumps(row) + "\n" for row in kept))
         _reconcile(out, runs)
         log = EventLog(out / EVENTS_FILE)
         tail = _EventTail(log.path, callback)

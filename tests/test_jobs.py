@@ -216,6 +216,21 @@ def _leaderboard_numbers(folder: Path) -> list[dict]:
     return [{k: v for k, v in row.items() if not k.startswith(("time", "memory"))} for row in rows]
 
 
+def test_redo_runs_finished_runs_again_without_duplicating_their_lines(tmp_path):
+    out = tmp_path / "study"
+    first = run_jobs(spec_dict(), out, runner=jobs_doubles.numbers_runner, max_parallel=1)
+    target = first.runs[1].name
+    pattern = target.rsplit("-", 1)[0] + "-*"  # by shell pattern: the name without its hash
+    again = run_jobs(spec_dict(), out, runner=jobs_doubles.numbers_runner, max_parallel=1, redo=[pattern])
+    assert again.finished == [target] and len(again.skipped) == len(first.runs) - 1
+    rows = results(out)
+    assert len(rows) == len(first.runs) and len({r["hash"] for r in rows}) == len(first.runs)
+    starts = [e["run"] for e in read_jsonl(out / "events.jsonl") if e["event"] == "run_start"]
+    assert starts.count(target) == 2 and all(starts.count(r.name) == 1 for r in first.runs if r.name != target)
+    with pytest.raises(ConfigError, match="matches no run"):
+        run_jobs(spec_dict(), out, runner=jobs_doubles.numbers_runner, redo=["nothing-*"])
+
+
 def test_a_study_killed_with_sigkill_mid_run_resumes_without_losing_or_duplicating(tmp_path):
     out = tmp_path / "killed"
     stall = tmp_path / "stall"

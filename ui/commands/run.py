@@ -36,6 +36,14 @@ def run_parser() -> Parser:
     parser.add_argument("--max_parallel", type=int, default=None, help="Runs at once (default: the job file's).")
     parser.add_argument("--dry_run", action="store_true", help="Check the job file and list the runs; run nothing.")
     parser.add_argument("--retry_failed", action="store_true", help="Redo runs that failed in an earlier call.")
+    parser.add_argument(
+        "--redo",
+        nargs="+",
+        default=[],
+        metavar="RUN",
+        help="Finished runs to run again, by name or shell pattern (e.g. 'esd-star-seed1-*'), say when a busy "
+        "machine spoiled their timings.",
+    )
     return parser
 
 
@@ -65,6 +73,7 @@ def cmd_run(argv: Sequence[str]) -> int:
             executor=args.executor,
             max_parallel=args.max_parallel,
             retry_failed=args.retry_failed,
+            redo=args.redo,
             callback=table,
         )
     done = len(result.finished) + len(result.skipped)
