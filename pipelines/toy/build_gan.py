@@ -127,6 +127,16 @@ steps, not minutes, compare the trials. All used batch 32, lr 0.002, R1 γ = 0.0
 None of trials 7-17 is on track for the bar (every object >= 8 %, confident >= 85 %, every colour >= 10 % by
 ``toy-heldout``). For reference, the shipped GAN (the first recipe) by ``toy`` / ``toy-heldout`` on 2000 samples:
 rarest object 0.25 / 0 %, confident 62 / 40 %, rarest colour 13 / 12 %.
+
+What the trials say so far: every extra signal tried on top of the adversarial game (the judge's heads, a
+conditional discriminator, IMLE, score distillation from scratch) slowed the shapes down; only the plain game on the
+VAE's latents (trial 14) kept improving steadily, and no trial has fixed the rarest object (3-5 % at best). Not yet
+measured, in the order they would be tried: trial 14 over the whole 60-minute budget (12,000 steps at 0.3 s/step:
+where does it level off?); trial 14 at batch 64; score distillation as a *refiner* after the adversarial warm-up
+(the one-step build's lesson: distillation refines a generator that already draws, it does not teach one), with
+the toy SD's unconditional score so that it pulls every object back in; and less pose jitter in the GAN's
+training renders. The shipping path for a latent recipe exists: :class:`pipelines.gan.GANBundle` carries the
+frozen VAE (``vae/`` in the bundle folder), and Adapt-then-Unlearn trains on the generator's latents.
 """
 
 from __future__ import annotations
