@@ -119,9 +119,10 @@ class SFDConfig(EraseConfig):
         guidance_scale_fake_train, guidance_scale_fake, guidance_scale_real (`float`): the CFG scales of fake-score
             training, of f_ψ in the generator loss and of f_p (official ``cfg_train_fake``, ``cfg_eval_fake``,
             ``cfg_eval_real``).
-        use_8bit_adam (`bool`, defaults to `False`): bitsandbytes' 8-bit Adam for θ and ψ. With it and
-            ``gradient_checkpointing``, one fp32 iteration on SD v1.x fits a 24 GB CPU machine
-            (``benchmarks/sfd_sd14_step.py``); the official run is fp16 on a GPU.
+        use_8bit_adam (`bool`, defaults to `False`): bitsandbytes' 8-bit Adam for θ and ψ (the moments at a
+            quarter of fp32's memory). Even with it and ``gradient_checkpointing``, one fp32 iteration on SD v1.x
+            needs more than a 24 GB CPU machine has (``benchmarks/sfd_sd14_step.py``); the official run is fp16 on
+            a GPU.
     """
 
     method = "sfd"

@@ -462,7 +462,7 @@ class AdaptThenUnlearn(EraseMethod):
         generator, size = bundle.generator, bundle.size
         negatives: list[torch.Tensor] = []
         positives: list[torch.Tensor] = []
-        n_neg = n_pos = candidates = sampled_negatives = 0
+        candidates = sampled_negatives = 0
         for name, given in (("forget_images", negatives), ("retain_images", positives)):
             images = getattr(data, name, None) if data is not None else None
             if images is None:
