@@ -166,7 +166,9 @@ class EraseData:
 
     Methods that generate their own data from the base model (most do) use these when given instead. ``judge`` is a
     ``pipelines.judge.Judge`` object for methods that sort samples while they train (Adapt-then-Unlearn); it is an
-    object rather than a name because judges are loaded in ``eval``, a layer above the methods.
+    object rather than a name because judges are loaded in ``eval``, a layer above the methods. ``clip`` (a
+    ``pipelines.clip.ClipBackbone``) replaces the backbone a config names; ``identity_network`` (images in [0, 1] to
+    embeddings, e.g. a face-recognition network) turns on Text-to-Unlearn's identity term.
     """
 
     forget_prompts: list[str] | None = None
@@ -174,6 +176,8 @@ class EraseData:
     forget_images: torch.Tensor | None = None
     retain_images: torch.Tensor | None = None
     judge: Any = None
+    clip: Any = None
+    identity_network: Any = None
 
 
 ArtifactKind = Literal["unet_partial", "text_encoder", "unet", "generator", "gan_generator"]

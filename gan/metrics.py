@@ -4,6 +4,10 @@
   judge says show the concept, both generators sampling the *same* latents (the official
   ``Unlearning_MNIST/eval_multiple_gan.py``). Returned as a fraction in [−∞, 1]; 1 means every negative is gone.
 - **Share of each object**: how often each object is the toy judge's top class (the survivors check).
+- **γ, the degree of unlearning** (Text-to-Unlearn, arXiv 2504.01218): the Wasserstein-1 distance between the
+  distributions of CLIP image-text alignment scores (cosine similarities) of the base and the unlearned generator's
+  samples for a prompt, on shared latents. 0 means the prompt aligns with the two generators' samples alike; it is
+  reported per prompt and with the CLIP backbone named (scores from different backbones do not compare).
 
 The distance metrics (FD, Ret-FD) need a feature network and live in ``eval.gan_metrics``.
 """
@@ -13,6 +17,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
+from scipy.stats import wasserstein_distance
+
+from pipelines.clip import ClipBackbone, load_clip
 from pipelines.gan import GANBundle
 from pipelines.toy.quality import top_class_frequency
 
@@ -57,3 +65,50 @@ def object_frequency(bundle: GANBundle, judge: Any, *, num_samples: int = 1000, 
     return top_class_frequency(
         judge.probabilities(bundle.sample(num_samples, seed=seed))["object"], judge.heads["object"]
     )
+
+
+@torch.no_grad()
+def clip_alignment(
+    bundle: GANBundle, clip: ClipBackbone, prompts: list[str], *, num_samples: int = 1000, seed: int = 0
+) -> torch.Tensor:
+    """CLIP cosine similarity of each of ``num_samples`` samples (latents of ``seed``) with each prompt, ``(N, P)``."""
+    text = clip.encode_text(prompts)
+    images = bundle.sample(num_samples, seed=seed)
+    scores = [clip.encode_images(chunk.to(clip.device)) @ text.T for chunk in images.split(256)]
+    return torch.cat(scores).cpu()
+
+
+def degree_of_unlearning(
+    base: GANBundle,
+    erased: GANBundle,
+    clip: ClipBackbone | str,
+    prompts: list[str],
+    *,
+    num_samples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """γ: the Wasserstein-1 distance between the CLIP alignment scores of base and erased samples, per prompt.
+
+    Args:
+        base (`GANBundle`), erased (`GANBundle`): the generators before and after (same latents are drawn).
+        clip (`ClipBackbone` or `str`): the backbone that scores (``pipelines.clip.load_clip`` names).
+        prompts (`list[str]`): the concept prompts (in-domain) or their paraphrases (out-of-domain).
+        num_samples (`int`, defaults to 1000), seed (`int`, defaults to 0): the shared latents.
+
+    Returns:
+        `dict`: ``gamma`` (the mean over prompts), ``per_prompt`` (prompt to γ), ``alignment_base`` and
+        ``alignment_erased`` (mean cosine per prompt), ``backbone``, ``num_samples``, ``seed``.
+    """
+    clip = load_clip(clip) if isinstance(clip, str) else clip
+    before = clip_alignment(base, clip, prompts, num_samples=num_samples, seed=seed)
+    after = clip_alignment(erased, clip, prompts, num_samples=num_samples, seed=seed)
+    per_prompt = {p: float(wasserstein_distance(before[:, i], after[:, i])) for i, p in enumerate(prompts)}
+    return {
+        "gamma": sum(per_prompt.values()) / len(per_prompt),
+        "per_prompt": per_prompt,
+        "alignment_base": {p: float(before[:, i].mean()) for i, p in enumerate(prompts)},
+        "alignment_erased": {p: float(after[:, i].mean()) for i, p in enumerate(prompts)},
+        "backbone": clip.name,
+        "num_samples": num_samples,
+        "seed": seed,
+    }

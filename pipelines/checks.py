@@ -253,6 +253,9 @@ def check_field_types(config: object, *, owner: str | None = None) -> None:
         value = getattr(config, f.name)
         ok, converted = matches(value, hint)
         if not ok:
+            if typing.get_origin(hint) is typing.Literal:
+                choices = ", ".join(map(str, typing.get_args(hint)))
+                raise ConfigError(f"{owner}: {f.name}={value!r} is not allowed; choose one of {choices}")
             shown = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
             raise ConfigError(f"{owner}: {f.name}={value!r} is not a valid {shown}; give a value of that type")
         if converted is not value:

@@ -305,6 +305,15 @@ CLI_CASES: dict[str, tuple[Callable, str]] = {
         "invalid int value: 'many'",
     ),
     "config file holding a list": (_config_file("[1, 2]", ".json"), "must hold a mapping"),
+    # Text-to-Unlearn: its only input is text, and the CLIP that reads it
+    "text_to_unlearn blank prompt": (
+        lambda tmp, tiny, art: ["erase", "text_to_unlearn", "--concept", "star", "--prompts", " "],
+        "a prompt is empty",
+    ),
+    "text_to_unlearn CLIP folder that does not exist": (
+        lambda tmp, tiny, art: ["erase", "text_to_unlearn", "--concept", "star", "--clip", str(tmp / "no-clip")],
+        "does not exist",
+    ),
     "unknown command": (lambda tmp, tiny, art: ["erasee"], "unknown command"),
     "unknown method": (lambda tmp, tiny, art: ["erase", "esdd", "--concept", "star"], "did you mean 'esd'"),
 }

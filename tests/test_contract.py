@@ -35,6 +35,8 @@ TINY_OVERRIDES: dict[str, dict] = {
     },
     # The tiny model has no distilled one-step generator: start SFD's generator from the teacher's UNet.
     "sfd": {"initial_generator": None, "init_from_teacher": True, "override": "circle", "batch_size": 2},
+    # The tiny GAN draws 16x16 images, which the toy judge's perceptual features do not read.
+    "text_to_unlearn": {"perceptual": "none", "batch_size": 2, "direction_samples": 4, "eval_samples": 0},
 }
 
 

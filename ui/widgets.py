@@ -31,6 +31,7 @@ KEY_FIELDS: dict[str, tuple[str, ...]] = {
     "esd": ("train_method", "negative_guidance"),
     "advunlearn": ("train_method", "attack_steps", "retain_loss_weight"),
     "adapt_then_unlearn": ("adapt_fraction", "repulsion", "gamma"),
+    "text_to_unlearn": ("prompts", "objective", "clip"),
 }
 HIDDEN_FIELDS = ("concept",)  # typed in its own box
 
@@ -41,7 +42,8 @@ class SettingSpec:
 
     Args:
         name (`str`): the config field (and CLI flag) name.
-        kind (`str`): ``choice``, ``bool``, ``int``, ``float``, ``int_list``, ``float_list``, ``text`` or ``json``.
+        kind (`str`): ``choice``, ``bool``, ``int``, ``float``, ``int_list``, ``float_list``, ``text``, ``text_list``
+            (one entry per line) or ``json``.
         value: the starting value (the preset's, else the field's default).
         help (`str`): the field's help text (the CLI flag's help).
         choices (`tuple`): the allowed values of a ``choice``.
@@ -101,6 +103,8 @@ def field_kind(hint: Any) -> tuple[str, tuple[Any, ...], bool]:
         return "text", (), optional
     if origin in (list, tuple) and args and args[0] in (int, float):
         return ("int_list" if args[0] is int else "float_list"), (), optional
+    if origin in (list, tuple) and args and args[0] is str:
+        return "text_list", (), optional
     return "json", (), optional
 
 
@@ -158,6 +162,8 @@ def format_setting(spec: SettingSpec) -> Any:
         return " ".join(str(v) for v in spec.value) if spec.value else ""
     if spec.kind == "json":
         return "" if spec.value is None else json.dumps(spec.value)
+    if spec.kind == "text_list":
+        return "\n".join(spec.value or [])
     if spec.kind == "text":
         return spec.value or ""
     if spec.kind == "choice":
@@ -174,6 +180,8 @@ def convert_setting(spec: SettingSpec, value: Any) -> Any:
             return None
         if spec.kind == "text":
             return ""
+        if spec.kind == "text_list":
+            return []
         raise ConfigError(f"{spec.name} is empty; give a value ({spec.help})")
     try:
         if spec.kind == "int":
@@ -195,6 +203,8 @@ def convert_setting(spec: SettingSpec, value: Any) -> Any:
             return [cast(part) for part in re.split(r"[,\s]+", str(value).strip()) if part]
         if spec.kind == "json":
             return json.loads(value) if isinstance(value, str) else value
+        if spec.kind == "text_list":
+            return [line.strip() for line in str(value).splitlines() if line.strip()]
     except (TypeError, ValueError) as err:
         if isinstance(err, ConfigError):
             raise
@@ -216,4 +226,7 @@ def setting_control(gr: Any, method: str, spec: SettingSpec):
         return gr.Number(value=value, **common)
     if spec.kind in ("int_list", "float_list"):
         common["info"] = f"{spec.help} (numbers separated by spaces)".strip()
+    if spec.kind == "text_list":
+        common["info"] = f"{spec.help} (one per line)".strip()
+        return gr.Textbox(value=value, lines=2, **common)
     return gr.Textbox(value=value, **common)

@@ -111,8 +111,6 @@ def cmd_erase(argv: Sequence[str]) -> int:
         raise UsageError(f"--num_validation_images must be 0 or more, got {args.num_validation_images}")
     values = {k: v for k, v in vars(args).items() if k in field_names}
     config = erasure.make_config(method.name, **values)
-    if preset and not pre.preset:
-        print(f"{method.name}: the '{preset}' preset on the toy model (--preset paper for the paper's settings)")
 
     from pipelines import open_model
     from pipelines.artifacts import check_output_dir
@@ -127,6 +125,8 @@ def cmd_erase(argv: Sequence[str]) -> int:
 
     data = erase_data_for(config)
     method(config).check(model, data=data)  # inputs that need the model fail here, before the progress bar
+    if preset and not pre.preset:  # said once the inputs are known to be good (a refused command prints nothing)
+        print(f"{method.name}: the '{preset}' preset on the toy model (--preset paper for the paper's settings)")
     with ProgressBar(f"{method.name}: erasing '{config.concept}'", unit="step", total=config.max_train_steps) as bar:
         result = method(config).erase(model, data=data, callback=bar)
     if not is_main_process():
