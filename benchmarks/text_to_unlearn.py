@@ -2,11 +2,12 @@
 
 For each concept (two objects and one colour by default) and each run (Text-to-Unlearn's directional objective, the
 paper's CLIP-distance baseline, and Adapt-then-Unlearn's toy preset on the objects, for reference), on 1000 shared
-latents judged by the held-out toy judge (``toy-heldout``: no run here trains against it):
+latents judged by the held-out toy judge (``toy-heldout``: no run here trains against it), all read off one
+``eval.gan_scorecard.gan_scorecard``:
 
 - the concept's share of samples before and after, and its relative drop (the bar: >= 60 %);
 - the largest shift of any other object or colour's share, in points (the bar: <= 10);
-- FD-toy against the base generator (2000 samples each; the toy judge's features, which Text-to-Unlearn's perceptual
+- FD-toy against the base generator (1000 samples each; the toy judge's features, which Text-to-Unlearn's perceptual
   term also uses, so FD-toy flatters it);
 - γ, the W1 distance between CLIP alignment distributions (the toy CLIP), in-domain (the training prompt) and
   out-of-domain (paraphrases the run never saw);
@@ -28,11 +29,8 @@ import torch
 
 import gan
 from erasure import erase
-from eval.gan_metrics import generator_fd
-from eval.judges import load_judge
-from gan.metrics import degree_of_unlearning
-from pipelines.toy.quality import top_class_frequency
-from pipelines.toy.world import COLOURS, OBJECTS, synonyms
+from eval.gan_scorecard import gan_scorecard
+from pipelines.toy.world import COLOURS, OBJECTS, prompt_for, synonyms
 
 OUT = Path(__file__).resolve().parent / "results" / "text_to_unlearn.json"
 NUM_SAMPLES = 1000
@@ -45,13 +43,7 @@ def paraphrases(concept: str) -> list[str]:
     """Out-of-domain prompts: the concept's synonyms and templates that the training prompt does not use."""
     if concept in COLOURS:
         return [f"a {concept} shape", f"something {concept} on a background"]
-    return [f"a {word}" for word in synonyms(concept)[1:]] + [f"a drawing of a {concept}"]
-
-
-def shares(bundle: gan.GANBundle, judge, seed: int = 1) -> dict[str, dict[str, float]]:
-    """Per head (object, colour), how often each value is the judge's top class among the shared samples."""
-    probabilities = judge.probabilities(bundle.sample(NUM_SAMPLES, seed=seed))
-    return {head: top_class_frequency(probabilities[head], judge.heads[head]) for head in ("object", "colour")}
+    return [prompt_for(concept, word=word) for word in synonyms(concept)[1:]] + [f"a drawing of a {concept}"]
 
 
 def main() -> None:
@@ -63,16 +55,13 @@ def main() -> None:
     args = parser.parse_args()
 
     bundle = gan.load("toy")
-    judge = load_judge("toy-heldout")
-    before = shares(bundle, judge)
     runs = []
     for concept in args.concepts:
-        head = "colour" if concept in COLOURS else "object"
-        if head == "object" and concept not in OBJECTS:
+        if concept not in COLOURS and concept not in OBJECTS:
             raise SystemExit(f"{concept!r} is neither a toy object nor a colour")
         for run_name in args.runs:
-            if run_name == "adapt_then_unlearn" and head != "object":
-                continue  # the ATU benchmark's reference covers objects only
+            if run_name == "adapt_then_unlearn" and concept in COLOURS:
+                continue  # the reference covers the objects
             start = time.perf_counter()
             if run_name == "adapt_then_unlearn":
                 result = erase(run_name, bundle, concept=concept, preset="toy", seed=args.seed, eval_samples=0)
@@ -83,37 +72,40 @@ def main() -> None:
                 )  # fmt: skip
             seconds = time.perf_counter() - start
             erased = bundle.with_generator(result.components["generator"])
-            after = shares(erased, judge)
-            share_before, share_after = before[head][concept], after[head][concept]
+            # Shared latents of seed 1 (not the run's seed), judged by the held-out judge.
+            card = gan_scorecard(
+                erased, bundle, concept, "toy-heldout", num_samples=NUM_SAMPLES, seed=1, fid_features="toy",
+                clip="toy", prompts=[result.config.text_prompts[0] if run_name != "adapt_then_unlearn" else concept],
+                paraphrases=paraphrases(concept),
+            )  # fmt: skip
+            forget, shares = card.forget_rate, card.rates["shares"]
+            # The bar reads objects and colours (the scorecard's own worst_other also covers style and background).
             shifts = {
-                f"{h}:{value}": after[h][value] - before[h][value]
-                for h in ("object", "colour")
-                for value in before[h]
+                f"{head}: {value}": shares[head]["erased"][value] - before
+                for head in ("object", "colour")
+                for value, before in shares[head]["base"].items()
                 if value != concept
             }
-            worst = max(shifts, key=lambda k: abs(shifts[k]))
-            in_domain = degree_of_unlearning(bundle, erased, "toy", [concept], num_samples=NUM_SAMPLES, seed=1)
-            out_of_domain = degree_of_unlearning(
-                bundle, erased, "toy", paraphrases(concept), num_samples=NUM_SAMPLES, seed=1
-            )
-            drop = (share_before - share_after) / share_before if share_before else float("nan")
+            worst_name = max(shifts, key=lambda k: abs(shifts[k]))
+            worst = {"name": worst_name, "shift": shifts[worst_name]}
+            drop = card.rates["pul"] if card.rates["pul"] is not None else float("nan")
             run = {
                 "concept": concept,
-                "kind": head,
+                "kind": card.kind,
                 "run": run_name,
-                "share_before": share_before,
-                "share_after": share_after,
+                "share_before": forget["base"],
+                "share_after": forget["erased"],
                 "relative_drop": drop,
-                "worst_other": worst,
-                "worst_other_shift_points": round(100 * shifts[worst], 2),
-                "meets_bar": bool(drop >= BAR_DROP and abs(shifts[worst]) <= BAR_SHIFT),
-                "fd_toy_vs_base": generator_fd(bundle, erased, num_samples=2000).value,
-                "gamma_in_domain": in_domain["gamma"],
-                "gamma_out_of_domain": out_of_domain["gamma"],
-                "gamma_backbone": in_domain["backbone"],
+                "worst_other": worst["name"],
+                "worst_other_shift_points": round(100 * worst["shift"], 2),
+                "meets_bar": bool(drop >= BAR_DROP and abs(worst["shift"]) <= BAR_SHIFT),
+                "fd_toy_vs_base": card.distances["erased_vs_base"]["value"],
+                "gamma_in_domain": card.gamma["in_domain"]["gamma"],
+                "gamma_out_of_domain": card.gamma["out_of_domain"]["gamma"],
+                "gamma_backbone": card.gamma["in_domain"]["backbone"],
                 "paraphrases": paraphrases(concept),
                 "seconds": round(seconds, 1),
-                "shares_after": after,
+                "shares_after": {h: t["erased"] for h, t in card.rates["shares"].items()},
             }
             print(json.dumps({k: v for k, v in run.items() if k != "shares_after"}), flush=True)
             runs.append(run)
@@ -124,8 +116,7 @@ def main() -> None:
         "judge": "toy-heldout",
         "num_samples": NUM_SAMPLES,
         "bar": f"relative drop >= {BAR_DROP:.0%} and every other object or colour within {100 * BAR_SHIFT:.0f} points",
-        "fd_features": "FD-toy (toy judge penultimate features), 2000 samples per generator",
-        "shares_before": before,
+        "fd_features": f"FD-toy (toy judge penultimate features), {NUM_SAMPLES} samples per generator",
         "runs": runs,
         "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(), "torch": torch.__version__},
     }

@@ -1,4 +1,4 @@
-"""Evaluation: judges, the UnlearnDiffAtk attack, utility metrics, scorecards and reports.
+"""Evaluation: judges, the UnlearnDiffAtk attack, utility metrics, scorecards (diffusion and GAN) and reports.
 
 ``eval.scorecard`` is the function (DESIGN.md's contract); its module is ``eval.scorecard`` in ``sys.modules``. The
 settings of the attack and the scorecard are dataclasses (``AttackConfig``, ``ScorecardConfig``) whose fields are
@@ -8,6 +8,7 @@ also the flags of ``erasure-studio attack`` and ``erasure-studio eval`` (``ui/co
 from .accuracy import AccuracyResult, Prediction, accuracy_from_pipeline, ua_ira_cra
 from .clip_score import ClipScoreResult, clip_score, clip_scores, load_clip
 from .fid import DistanceResult, frechet_distance, kernel_distance, load_feature_extractor
+from .gan_scorecard import GANScorecard, gan_scorecard
 from .judges import Judge, Verdict, list_judges, load_judge, register_judge
 from .prompts import PromptRow, PromptSet, load_prompts
 from .scorecard import Scorecard, ScorecardConfig, scorecard
@@ -19,6 +20,7 @@ __all__ = [
     "AttackReport",
     "ClipScoreResult",
     "DistanceResult",
+    "GANScorecard",
     "Judge",
     "Prediction",
     "PromptRow",
@@ -31,6 +33,7 @@ __all__ = [
     "clip_score",
     "clip_scores",
     "frechet_distance",
+    "gan_scorecard",
     "kernel_distance",
     "list_judges",
     "load_clip",

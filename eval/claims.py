@@ -17,7 +17,8 @@ gives the numbers with their spreads, so that a reader can see when a difference
 the verdict does not test significance at three seeds, the spreads beside it are the caveat.
 
 The GAN methods' claims (Adapt-then-Unlearn's PUL >= 90 %, Text-to-Unlearn by text alone) are checked on the GAN
-block's rows when a leaderboard has them (columns ``PUL``, ``concept drop``), else reported as not measured.
+block's rows when a leaderboard has them (column ``PUL``: the relative drop of the concept's share on shared latents,
+from ``eval.gan_scorecard``), else reported as not measured.
 """
 
 from __future__ import annotations
@@ -201,14 +202,14 @@ def check_claims(rows: Sequence[Mapping[str, Any]]) -> list[ClaimCheck]:
         )
     )
     text_rows = [(key, row) for key, row in by.items() if key[0] == "text_to_unlearn"]
-    outcomes = [_mean(row, "concept drop") >= 0.6 for _, row in text_rows if _mean(row, "concept drop") is not None]
+    # The relative drop of the concept's share on shared latents is PUL (the GAN scorecard's definition).
+    outcomes = [_mean(row, "PUL") >= 0.6 for _, row in text_rows if _mean(row, "PUL") is not None]
     checks.append(
         ClaimCheck(
             "Text-to-Unlearn",
             "a text prompt alone cuts the concept's share by >= 60 % (relative)",
             _verdict(outcomes),
-            "; ".join(f"{c}: drop {_show(row, 'concept drop')}" for (_, c), row in text_rows)
-            or "no GAN rows in this study",
+            "; ".join(f"{c}: drop {_show(row, 'PUL')}" for (_, c), row in text_rows) or "no GAN rows in this study",
         )
     )
     return checks

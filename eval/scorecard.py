@@ -560,6 +560,61 @@ def _generate_sets(
     return out["rates"], keys, out["images"]
 
 
+def _is_gan(model: Any) -> bool:
+    """A ``GANBundle``, or an artifact folder whose manifest says it samples with a StyleGAN2."""
+    from pipelines.artifacts import MANIFEST, read_manifest
+    from pipelines.gan import GANBundle
+
+    if isinstance(model, GANBundle):
+        return True
+    if isinstance(model, (str, os.PathLike)) and (Path(model) / MANIFEST).is_file():
+        return read_manifest(Path(model)).get("sampler") == "stylegan2"
+    return False
+
+
+def _gan_scorecard(model: Any, base: Any, concept: str, judge: Any, cfg: ScorecardConfig, callback: Any):
+    """The GAN path of :func:`scorecard`: open both generators, then :func:`eval.gan_scorecard.gan_scorecard`."""
+    from pipelines import open_model
+    from pipelines.artifacts import MANIFEST, read_manifest
+
+    from .gan_scorecard import gan_scorecard
+
+    erased_name = base_name = None
+    if isinstance(base, (str, os.PathLike)):
+        base_name = str(base)
+        base = open_model(base, model_type="stylegan2", device=cfg.device)
+    if isinstance(model, (str, os.PathLike)):
+        erased_name = str(model)
+        path = Path(model)
+        if base is None and (path / MANIFEST).is_file():
+            base_name = read_manifest(path)["base_model"].get("name_or_path")
+            if not base_name:
+                raise ConfigError(f"artifact {path} does not name its base model; pass base=")
+            base = open_model(base_name, model_type="stylegan2", device=cfg.device)
+        model = open_model(model, base=base, model_type="stylegan2", device=cfg.device)
+    if base is None:
+        raise ConfigError("pass the base GAN (a GANBundle or a model name) to compare the erased GAN with")
+    paraphrases = cfg.paraphrases
+    if isinstance(paraphrases, (str, os.PathLike)):
+        paraphrases = _prompts_option(paraphrases)
+    elif isinstance(paraphrases, Mapping):
+        paraphrases = [p for group in paraphrases.values() for p in group]
+    return gan_scorecard(
+        model,
+        base,
+        concept,
+        judge,
+        num_samples=cfg.gan_samples,
+        fid_features=cfg.fid_features,
+        clip=cfg.clip,
+        prompts=_prompts_option(cfg.prompts),
+        paraphrases=paraphrases,
+        names=(erased_name or "erased GAN", base_name or str(base.metadata.get("name_or_path") or "base GAN")),
+        callback=callback,
+        output_dir=cfg.output_dir,
+    )
+
+
 @dataclass
 class ScorecardConfig:
     """Settings of :func:`scorecard`. Every field is also a flag of ``erasure-studio eval`` (generated with
@@ -667,6 +722,18 @@ class ScorecardConfig:
         },
     )
 
+    gan_samples: int = field(
+        default=1000,
+        metadata={"help": "GANs only: shared latents per generator (the GAN scorecard has no prompts or seeds)."},
+    )
+    gan_judge: str | None = field(
+        default=None,
+        metadata={
+            "help": "GANs only, in studies: the judge of the GAN scorecard (default: the study's); toy-heldout for "
+            "methods that trained against the toy judge."
+        },
+    )
+
     def __post_init__(self) -> None:
         # "none" is how the command line and config files say "skip this metric".
         for name in ("clip", "fid_features"):
@@ -675,6 +742,8 @@ class ScorecardConfig:
                 setattr(self, name, None)
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             raise ConfigError(f"seeds must be at least 1, got {self.seeds}")
+        if isinstance(self.gan_samples, bool) or not isinstance(self.gan_samples, int) or self.gan_samples < 2:
+            raise ConfigError(f"gan_samples must be at least 2, got {self.gan_samples}")
 
 
 ScorecardCallback = Callable[[int, int, dict[str, Any]], None]
@@ -735,6 +804,8 @@ def scorecard(
 
     check_options("the scorecard", options, {f.name for f in fields(ScorecardConfig)})
     cfg = replace(config, **options) if config is not None else ScorecardConfig(**options)
+    if _is_gan(model) or _is_gan(base):
+        return _gan_scorecard(model, base, concept, judge, cfg, callback)
     seeds, device = cfg.seeds, cfg.device
     start = time.perf_counter()
     judge = load_judge(judge)

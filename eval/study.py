@@ -56,8 +56,11 @@ LEADERBOARD_COLUMNS: tuple[str, ...] = ("pre-ASR", "ASR", "FID", "CLIP", "UA", "
 """The leaderboard's columns, named as the public leaderboards name them (time in seconds, memory in MB)."""
 # Beside them, what the erasure literature's own tables report: forget rate, paraphrase forget rate (the concept asked
 # for in other words), the worst shift of another concept's rate, and the erasure's own wall time.
-EXTRA_COLUMNS: tuple[str, ...] = ("forget", "paraphrase", "retain shift", "erase time")
-RATE_COLUMNS = ("pre-ASR", "ASR", "UA", "IRA", "CRA", "forget", "paraphrase", "retain shift")
+# GAN runs add PUL (the relative drop of the concept's share on shared latents) and γ (Text-to-Unlearn's degree of
+# unlearning); their FID column holds the FD between erased and base samples (``eval.gan_scorecard``).
+EXTRA_COLUMNS: tuple[str, ...] = ("forget", "paraphrase", "retain shift", "erase time", "PUL", "gamma")
+RATE_COLUMNS = ("pre-ASR", "ASR", "UA", "IRA", "CRA", "forget", "paraphrase", "retain shift", "PUL")
+GAN_TABLE_COLUMNS: tuple[str, ...] = ("forget", "PUL", "retain shift", "FID", "gamma", "erase time", "time", "memory")
 # The Markdown table's order: what was erased, what survived, quality, robustness, cost.
 TABLE_COLUMNS: tuple[str, ...] = (
     "forget",
@@ -94,8 +97,9 @@ def validate_study(spec: StudySpec | str | os.PathLike | Mapping[str, Any]) -> t
 
     Beyond :func:`pipelines.jobs.load_spec` (shape, empty lists and grids, model paths, YAML syntax): every method is
     registered, every preset exists, every grid point builds a valid config (an unknown field names the closest
-    one), the attack and scorecard options are fields of ``AttackConfig`` / ``ScorecardConfig``, and a GAN method
-    gets no attack or scorecard. Raises a one-line :class:`~pipelines.errors.ConfigError`.
+    one), and the attack and scorecard options are fields of ``AttackConfig`` / ``ScorecardConfig``. A GAN method
+    is scored by the GAN scorecard and its attack is marked as not applying. Raises a one-line
+    :class:`~pipelines.errors.ConfigError`.
 
     Returns:
         ``(spec, runs)``: the study and its runs in plan order.
@@ -124,12 +128,6 @@ def validate_study(spec: StudySpec | str | os.PathLike | Mapping[str, Any]) -> t
     check_options("evaluations.scorecard.config", card.config, options)
     ScorecardConfig(**card.config)
     runs = expand_runs(spec, resolve_config)  # every grid point's config is built: a bad value fails here
-    for i, method in enumerate(spec.methods):
-        if erasure.get_method_class(method.name).model_type == "stylegan2" and (attack.enabled or card.enabled):
-            raise ConfigError(
-                f"methods[{i}] ({method.name}) is a GAN method: the attack and the scorecard are for diffusion "
-                "models; set evaluations.attack.enabled and evaluations.scorecard.enabled to false"
-            )
     return spec, runs
 
 
@@ -171,8 +169,8 @@ def run_one(run: RunSpec, workdir: Path, context: RunContext) -> dict[str, Any]:
         "metrics": {},
         "backends": {},
     }
-    if result.sampler not in ("multistep", "one_step"):  # a GAN: the study's metrics are text-to-image ones
-        return out
+    if result.sampler == "stylegan2":
+        return _score_gan(run, result, model, workdir, context, out)
     erased = result.apply(model)
 
     report = None
@@ -229,6 +227,62 @@ def run_one(run: RunSpec, workdir: Path, context: RunContext) -> dict[str, Any]:
         out["backends"]["forget"] = f"{card.judge.get('name')} judge, {card.rates['forget']['samples']} samples"
         out["backends"]["retain shift"] = "largest change of another concept's rate, in rate points"
         out["scorecard"] = {"sampling": card.sampling, "seconds": card.seconds}
+    return out
+
+
+def _score_gan(run: RunSpec, result, base, workdir: Path, context: RunContext, out: dict[str, Any]) -> dict[str, Any]:
+    """A GAN run's numbers: UnlearnDiffAtk does not apply (no prompts); the GAN scorecard gives forget, PUL, the
+    largest shift of another value's share, FD against the base and, with a CLIP backbone, γ."""
+    from .gan_scorecard import gan_scorecard
+    from .scorecard import ScorecardConfig
+
+    if run.evaluations["attack"]["enabled"]:
+        out["backends"]["ASR"] = "does not apply to a GAN (no prompts to attack)"
+    card_spec = run.evaluations["scorecard"]
+    if not card_spec["enabled"]:
+        return out
+    cfg = ScorecardConfig(**card_spec["config"])
+
+    def card_progress(step: int, total: int, logs: Mapping[str, Any]) -> None:
+        context.progress(step, total, {**logs, "stage": f"scorecard: {logs.get('stage', '')}"})
+
+    card = gan_scorecard(
+        result.apply(base),
+        base,
+        run.concept,
+        cfg.gan_judge or card_spec["judge"],
+        num_samples=cfg.gan_samples,
+        fid_features=cfg.fid_features,
+        clip=cfg.clip,
+        names=(f"{run.method} ({run.concept}, seed {run.seed})", str(run.model)),
+        callback=card_progress,
+        output_dir=workdir / "scorecard",
+    )
+    worst = card.rates.get("worst_other")
+    metrics = {
+        "forget": card.forget_rate["erased"],
+        "base forget": card.forget_rate["base"],
+        "PUL": card.rates["pul"],
+        "retain shift": abs(worst["shift"]) if worst else None,
+        "FID": (card.distances or {}).get("erased_vs_base", {}).get("value"),
+        "gamma": (card.gamma or {}).get("in_domain", {}).get("gamma") if card.gamma else None,
+    }
+    out["metrics"].update(metrics)
+    judge = card.judge.get("name")
+    samples = card.sampling["num_samples"]
+    out["backends"].update(
+        {
+            "forget": f"{judge} judge, {samples} GAN samples (shared latents)",
+            "PUL": f"(N_base − N_erased) / N_base, {judge} judge, {samples} shared latents",
+            "retain shift": f"GANs: largest change of another value's share of the {judge} judge's top class",
+        }
+    )
+    if metrics["FID"] is not None:
+        out["backends"]["FID"] = f"GANs: {card.distances['erased_vs_base']['metric']} between erased and base samples"
+    if metrics["gamma"] is not None:
+        backbone = card.gamma["in_domain"]["backbone"]
+        out["backends"]["gamma"] = f"W1 of CLIP alignment scores, base vs erased ({backbone})"
+    out["scorecard"] = {"sampling": card.sampling, "seconds": card.seconds}
     return out
 
 
@@ -355,12 +409,22 @@ class Leaderboard:
             "attack and scorecard), memory its peak in MB. '–' means not measured.",
             "",
         ]
-        head = ["method", "concept", "n", *TABLE_COLUMNS]
-        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for row in self.rows:
-            cells = [row["method"], row["concept"], str(row["runs"])]
-            cells += [_cell(row.get(column), column) for column in TABLE_COLUMNS]
-            lines.append("| " + " | ".join(cells) + " |")
+        gan_rows = [row for row in self.rows if row.get("PUL")]
+        diffusion_rows = [row for row in self.rows if not row.get("PUL")]
+        for rows, columns, heading in (
+            (diffusion_rows, TABLE_COLUMNS, None),
+            (gan_rows, GAN_TABLE_COLUMNS, "GAN methods (shared latents; FID: the FD of erased vs base samples)"),
+        ):
+            if not rows:
+                continue
+            if heading:
+                lines += ["", f"### {heading}", ""]
+            head = ["method", "concept", "n", *columns]
+            lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            for row in rows:
+                cells = [row["method"], row["concept"], str(row["runs"])]
+                cells += [_cell(row.get(column), column) for column in columns]
+                lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "## Backends", ""]
         for column, names in self.backends.items():
             lines.append(f"- **{column}**: " + "; ".join(names))
@@ -466,7 +530,7 @@ def _save_figure(fig, path: Path) -> Path:
 def _cell(stat: Mapping[str, Any] | None, column: str) -> str:
     if not stat or stat.get("mean") is None:
         return "–"
-    decimals = {"FID": 4, "CLIP": 4, "time": 1, "erase time": 1}
+    decimals = {"FID": 4, "CLIP": 4, "time": 1, "erase time": 1, "gamma": 3}
     scale, digits = (100, 1) if column in RATE_COLUMNS else (1, decimals.get(column, 0))
     mean = scale * stat["mean"]
     fixed = column in RATE_COLUMNS or column in ("time", "erase time", "memory")

@@ -61,7 +61,7 @@ def test_verdicts_turn_with_the_numbers_mixed_per_concept():
 
 def test_gan_claims_read_their_own_columns():
     rows = [_row("atu", "circle", PUL=0.95), _row("atu", "star", PUL=0.7)]
-    rows += [_row("text_to_unlearn", "circle", **{"concept drop": 0.8})]
+    rows += [_row("text_to_unlearn", "circle", PUL=0.8)]
     verdicts = _verdicts(rows)
     assert verdicts["Adapt-then-Unlearn"] == "mixed"
     assert verdicts["Text-to-Unlearn"] == "holds"

@@ -455,3 +455,30 @@ def test_a_one_step_slice_of_the_toy_leaderboard_is_scored_without_the_attack(tm
     for column in ("forget", "retain shift", "FID", "CLIP", "erase time"):
         assert row[column] is not None and row[column]["mean"] is not None, column
     assert any("does not apply" in text for text in payload["backends"]["ASR"])
+
+
+def test_a_gan_slice_of_the_leaderboard_is_scored_by_the_gan_scorecard(tmp_path):
+    """Text-to-Unlearn's row of the GAN block (four steps, 64 shared latents): PUL, forget, retain shift, FD and γ
+    are filled, the GAN table and the Text-to-Unlearn claim read them."""
+    import yaml
+
+    spec = yaml.safe_load(LEADERBOARD_JOB.with_name("toy-leaderboard-gan.yaml").read_text())
+    overrides = {"max_train_steps": 4, "batch_size": 2, "direction_samples": 4, "eval_samples": 0}
+    spec["methods"] = [{**next(m for m in spec["methods"] if m["name"] == "text_to_unlearn"), "config": overrides}]
+    spec["concepts"], spec["seeds"] = ["circle"], [0]
+    spec["evaluations"]["scorecard"]["config"]["gan_samples"] = 64
+    spec["evaluations"]["attack"] = {"prompts": "toy:{concept}", "judge": "toy", "limit": 1}  # GANs: not applied
+    spec["resources"] = {"torch_threads": 1}
+    out = tmp_path / "study"
+    result = run_study(spec, out, max_parallel=1)
+    assert not result.failed, result.failed
+    payload = json.loads((out / "leaderboard.json").read_text())
+    (row,) = payload["rows"]
+    for column in ("forget", "PUL", "retain shift", "FID", "gamma", "erase time"):
+        assert row[column] is not None and row[column]["mean"] is not None, column
+    assert row["ASR"] is None and any("does not apply to a GAN" in t for t in payload["backends"]["ASR"])
+    assert any("toy-heldout" in t for t in payload["backends"]["PUL"])
+    verdicts = {c["paper"]: c["verdict"] for c in payload["claims"]}
+    assert verdicts["Text-to-Unlearn"] in ("holds", "does not hold")
+    assert "### GAN methods" in (out / "leaderboard.md").read_text()
+    assert (out / "runs").is_dir() and list((out / "runs").glob("*/scorecard/scorecard.json"))

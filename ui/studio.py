@@ -910,10 +910,6 @@ def run_score(
         )
         _warn("The scorecard is not available in this installation.")
         return ScoreUpdate(message, None, None)
-    if session.model_type == STYLEGAN2:
-        raise user_error(
-            "The scorecard compares diffusion models on prompts; for a GAN, use Compare (same latents, judge rates)."
-        )
     with studio_errors():
         seed_count = _as_int(seeds, "seeds")
     if not studio.lock.acquire(blocking=False):
