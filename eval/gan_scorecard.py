@@ -33,6 +33,7 @@ from pipelines.errors import ConfigError
 from pipelines.gan import GANBundle
 
 from .judges import load_judge
+from .scorecard import _num, _pct
 
 GAN_LEADERBOARD_COLUMNS = ("forget", "PUL", "worst other shift", "FD", "γ in-domain", "γ out-of-domain")
 
@@ -130,9 +131,9 @@ class GANScorecard:
                 _pct(row["forget"]),
                 _pct(row["PUL"]),
                 "–" if worst is None else f"{100 * worst:+.1f} pts ({self.rates['worst_other']['name']})",
-                _num(row["FD"]),
-                _num(row["γ in-domain"]),
-                _num(row["γ out-of-domain"]),
+                _num(row["FD"], 4),
+                _num(row["γ in-domain"], 4),
+                _num(row["γ out-of-domain"], 4),
             ]
             lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
         lines += ["", "### Definitions", ""]
@@ -207,14 +208,6 @@ class GANScorecard:
         plt.close(fig)
         tmp.replace(path)
         return path
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
-
-
-def _num(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4g}"
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -413,6 +413,40 @@ def test_gan_method_erases_and_compares_on_a_tiny_bundle(tmp_path):
         demo.close()
 
 
+def test_text_to_unlearn_erases_from_text_alone_and_scores_with_the_gan_scorecard(tmp_path):
+    """A GAN method whose only input is text: its prompts come from the one-per-line settings box, and Score gives
+    the GAN scorecard (shared latents, forget rate, PUL)."""
+    pytest.importorskip("gan")
+    bundle = tiny_bundle(0)
+    # The tiny bundle carries a redness judge calibrated on its own samples (about 30 % count as the concept).
+    demo = app.build_demo(gan_model=bundle, judge=bundle.judge, output_dir=tmp_path, seeds=(0,), save_samples=False)
+    try:
+        studio, session = demo.studio, handlers.Session()
+        fast = {
+            "max_train_steps": 4,
+            "prompts": ["a red circle", "a crimson disc"],
+            "perceptual": "none",
+            "batch_size": 2,
+            "direction_samples": 4,
+            "eval_samples": 0,
+        }
+        updates = list(handlers.run_erase(studio, session, "tiny-0", "text_to_unlearn", "circle", fast))
+        assert "Done" in updates[-1].status and updates[-1].after is not None
+        assert session.result.config.prompts == ["a red circle", "a crimson disc"]
+        # The settings panel edits the prompts one per line.
+        from ui.widgets import convert_setting, format_setting, setting_specs
+
+        spec = next(s for s in setting_specs("text_to_unlearn") if s.name == "prompts")
+        assert spec.kind == "text_list" and spec.key
+        assert convert_setting(spec, " a red circle \n\na crimson disc\n") == ["a red circle", "a crimson disc"]
+        assert format_setting(dataclasses.replace(spec, value=["a", "b"])) == "a\nb"
+        score = handlers.run_score(studio, session, 1, clip=False, fid=False)
+        assert "erased from a GAN" in score.markdown and score.json["model_type"] == "stylegan2"
+        assert score.json["rates"]["pul"] is not None or score.json["rates"]["forget"]["base"] == 0
+    finally:
+        demo.close()
+
+
 # ---------------------------------------------------------------- erasure-studio demo
 
 

@@ -162,3 +162,16 @@ def test_the_artifact_loads_back_into_a_bundle(toy_gan, circle_erased, tmp_path)
     loaded = apply_artifact(toy_gan, tmp_path / "t2u")
     expected = toy_gan.with_generator(circle_erased.components["generator"]).sample(4, seed=3)
     assert torch.allclose(loaded.sample(4, seed=3), expected, atol=2e-3)
+
+
+def test_the_command_line_erases_by_text_and_writes_an_artifact(tmp_path, capsys):
+    from ui.cli import main
+
+    out = tmp_path / "t2u-circle"
+    argv = ["erase", "text_to_unlearn", "--concept", "circle", "--prompts", "a circle", "an orb"]
+    argv += ["--max_train_steps", "4", "--batch_size", "2", "--direction_samples", "4", "--eval_samples", "0"]
+    argv += ["--output_dir", str(out), "--num_validation_images", "0"]
+    assert main(argv) == 0
+    manifest = json.loads((out / "erasure.json").read_text())
+    assert manifest["method"] == "text_to_unlearn" and manifest["config"]["prompts"] == ["a circle", "an orb"]
+    assert (out / "gan_generator.safetensors").is_file()

@@ -735,6 +735,9 @@ def train_latent_gan_trial(
     sid_batch: int = 16,
     sid_guidance: float = 4.5,
     fake_lr: float = 1e-4,
+    sid_start: int = 0,
+    sid_unconditional: bool = False,
+    resume_from: Path | None = None,
 ) -> dict[str, Any]:
     """Issue 19's last lever, as a trial (nothing is saved): a StyleGAN2 that draws the toy VAE's 8x8x4 latents,
     a discriminator on latents, the frozen toy VAE decoder turning them into images for the probes. The adversarial
@@ -745,8 +748,12 @@ def train_latent_gan_trial(
     from the toy SD (Diff-Instruct, Luo et al. NeurIPS 2023, with SiD's loss, Zhou et al. ICML 2024): each z's
     partition names a prompt ("a solid {colour} {object} on a {background} background"), a fake score network (the
     toy SD's UNet, fine-tuned on the generator's latents) tracks the generator's distribution, and the generator
-    follows the gap between the teacher's and the fake network's guided x̂0 on its first ``sid_batch`` samples.
-    Returns the probes (both judges)."""
+    follows the gap between the teacher's and the fake network's guided x̂0 on its first ``sid_batch`` samples;
+    ``sid_start`` lets the adversarial game warm up alone for that many steps first, and ``sid_unconditional`` uses
+    the teacher's unconditional score (the null prompt; the toy SD's training scenes are balanced over objects) in
+    place of z's prompt. Every probe saves the generator, discriminator and EMA weights to
+    ``out/latent_gan_state.safetensors``; ``resume_from`` (such a file) starts from them (fresh optimiser states), so
+    a long run can go on across sessions. Returns the probes (both judges)."""
     from pipelines.images import image_grid, to_pil
     from pipelines.sd import load_sd
     from pipelines.stylegan2 import Discriminator, Generator
@@ -788,6 +795,12 @@ def train_latent_gan_trial(
     discriminator = Discriminator(size=8, channels=channels, image_channels=4)
     projection = LabelProjection(discriminator.channels[4]) if conditional else None
     ema = copy.deepcopy(generator).eval().requires_grad_(False)
+    if resume_from is not None:
+        from safetensors.torch import load_file
+
+        state = load_file(resume_from)
+        for prefix, module in (("generator.", generator), ("discriminator.", discriminator), ("ema.", ema)):
+            module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
     d_ratio = d_reg_every / (d_reg_every + 1)
     g_optim = torch.optim.Adam(generator.parameters(), lr=learning_rate, betas=(0.0, 0.99))
     d_params = list(discriminator.parameters()) + (list(projection.parameters()) if conditional else [])
@@ -830,11 +843,12 @@ def train_latent_gan_trial(
         z = torch.randn(batch_size, generator.style_dim, generator=rng)
         fake, _ = generator([z], noise=generator.make_noise(batch_size, generator=rng))
         g_loss = adversarial_weight * F.softplus(-d_logits(fake, partition_labels(z, OBJECTS))).mean()
-        if sid_weight > 0:
+        if sid_weight > 0 and step >= sid_start:
             # Fake-score step on the generator's latents (ε-MSE, 10 % of prompts dropped for CFG), then the SiD
             # loss for the generator through both frozen networks.
-            x_g, cond = fake[:sid_batch], conditions(z[:sid_batch])
+            x_g = fake[:sid_batch]
             uncond = null_cond.expand(len(x_g), -1, -1)
+            cond = uncond if sid_unconditional else conditions(z[:sid_batch])
             fake_score.requires_grad_(True)
             t = torch.randint(20, 980, (len(x_g),), generator=rng)
             eps = torch.randn(x_g.shape, generator=rng)
@@ -879,7 +893,23 @@ def train_latent_gan_trial(
             image_grid([tiles[i : i + 8] for i in range(0, 64, 8)], min_tile=64).save(
                 Path(out) / f"probe_{step + 1:05d}.png"
             )
+            _save_latent_state(Path(out), generator, discriminator, ema)
     return {"steps": steps, "seconds": round(time.perf_counter() - start, 1), "probes": probes}
+
+
+def _save_latent_state(out: Path, generator, discriminator, ema) -> Path:
+    """The latent trial's weights (generator, discriminator, EMA) in one safetensors file, written atomically."""
+    from safetensors.torch import save_file
+
+    state = {
+        f"{prefix}{k}": v.detach().contiguous()
+        for prefix, module in (("generator.", generator), ("discriminator.", discriminator), ("ema.", ema))
+        for k, v in module.state_dict().items()
+    }
+    path = out / "latent_gan_state.safetensors"
+    save_file(state, out / "latent_gan_state.tmp.safetensors")
+    (out / "latent_gan_state.tmp.safetensors").replace(path)
+    return path
 
 
 def _probes(sampler, judge, heldout_judge, num_samples: int, seed: int, step: int, start: float) -> dict[str, Any]:
