@@ -236,6 +236,12 @@ def _redo_nothing(tmp, tiny, art):
     return ["run", str(job), "--redo", "salun-*"]
 
 
+def _zero_threads(tmp, tiny, art):
+    job = tmp / "study.yaml"
+    job.write_text("name: one\nmodels: [toy]\nmethods:\n  - {name: esd, preset: toy}\nconcepts: [star]\nseeds: [0]\n")
+    return ["run", str(job), "--torch_threads", "0"]
+
+
 def _erase_flags(*flags: str) -> Callable:
     def build(tmp, tiny, art):
         return ["erase", "esd", "--pretrained_model_name_or_path", str(tiny), *flags]
@@ -288,6 +294,7 @@ CLI_CASES: dict[str, tuple[Callable, str]] = {
     "missing prompt file": (_missing_prompt_file, "no prompt set"),
     "study with no concepts": (_empty_study, "concepts list is empty"),
     "redo of a run the study does not have": (_redo_nothing, "--redo 'salun-*' matches no run"),
+    "study with zero torch threads": (_zero_threads, "--torch_threads must be at least 1"),
     # configs: bad values and types fail in the config's own check
     "max_train_steps 0": (_erase_flags("--concept", "star", "--max_train_steps", "0"), "max_train_steps must be"),
     "learning_rate nan": (_erase_flags("--concept", "star", "--learning_rate", "nan"), "learning_rate=nan"),
@@ -318,7 +325,12 @@ CLI_CASES: dict[str, tuple[Callable, str]] = {
     "unknown method": (lambda tmp, tiny, art: ["erase", "esdd", "--concept", "star"], "did you mean 'esd'"),
 }
 
-_NO_OUTPUT_DIR = {"unknown command", "study with no concepts", "redo of a run the study does not have"}
+_NO_OUTPUT_DIR = {
+    "unknown command",
+    "study with no concepts",
+    "redo of a run the study does not have",
+    "study with zero torch threads",
+}
 
 
 @pytest.mark.parametrize("case", list(CLI_CASES))

@@ -122,3 +122,33 @@ def test_the_advunlearn_preset_search_passes_a_candidate_only_on_every_seed(monk
     assert result["tied"]["passes"] is False  # equal to ESD's at seed 1 is not below it
     assert result["damaging"]["passes"] is False
     assert result["partial"]["passes"] is None and result["partial"]["missing"] == ["star seed 1"]
+
+
+def test_preset_robustness_reads_spreads_across_studies_and_thread_counts(monkeypatch):
+    """benchmarks/preset_robustness.py: a method holds when forget and ASR stay within 25 points over every run (two
+    studies here, one per thread count) and no run shifts another object by more than 10 points; the thread deltas
+    pair runs of the same concept and seed."""
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.modules.pop("preset_robustness", None)
+    from preset_robustness import summarise
+
+    def record(method, seed, threads, forget, asr, shift=0.0):
+        metrics = {"forget": forget, "ASR": asr, "pre-ASR": 0.0, "retain shift": shift}
+        hardware = {"torch_threads": threads}
+        return {"method": method, "concept": "star", "seed": seed, "metrics": metrics, "hardware": hardware}
+
+    two = [record("steady", s, 2, 0.1, 0.5) for s in (0, 1)] + [record("swinging", s, 2, 0.1, 0.9) for s in (0, 1)]
+    one = [record("steady", s, 1, 0.2, 0.6) for s in (0, 1)] + [record("swinging", 0, 1, 0.5, 0.2, shift=0.3)]
+    one += [record("alone", 0, 1, 0.1, None)]
+    result = summarise({"two threads": two, "one thread": one})
+    assert result["steady"]["verdict"] == "holds"
+    assert result["steady"]["spreads"]["forget"]["range"] == pytest.approx(0.1)
+    deltas = result["steady"]["thread_deltas"]
+    assert [(d["seed"], d["threads"]) for d in deltas] == [(0, [1, 2]), (1, [1, 2])]
+    assert deltas[0]["forget"] == pytest.approx(-0.1)
+    swinging = result["swinging"]["verdicts"]
+    assert swinging == {"forget": "does not hold", "ASR": "does not hold", "retain shift": "does not hold"}
+    assert result["alone"]["verdict"] == "holds so far"  # retain shift measured, forget and ASR need two runs

@@ -34,6 +34,13 @@ def run_parser() -> Parser:
         "submitit job array; ray: a task per run).",
     )
     parser.add_argument("--max_parallel", type=int, default=None, help="Runs at once (default: the job file's).")
+    parser.add_argument(
+        "--torch_threads",
+        type=int,
+        default=None,
+        help="torch threads per run (default: the job file's); runs keep their names, so a second study folder "
+        "with another thread count measures whether results depend on it.",
+    )
     parser.add_argument("--dry_run", action="store_true", help="Check the job file and list the runs; run nothing.")
     parser.add_argument("--retry_failed", action="store_true", help="Redo runs that failed in an earlier call.")
     parser.add_argument(
@@ -55,10 +62,17 @@ def cmd_run(argv: Sequence[str]) -> int:
         raise UsageError(f"unknown executor {args.executor!r}; choose one of: {', '.join(EXECUTORS)}")
     if args.max_parallel is not None and args.max_parallel < 1:
         raise UsageError(f"--max_parallel must be at least 1, got {args.max_parallel}")
+    if args.torch_threads is not None and args.torch_threads < 1:
+        raise UsageError(f"--torch_threads must be at least 1, got {args.torch_threads}")
     from eval.study import run_study, validate_study
     from pipelines.jobs import check_output_folder
 
     spec, runs = validate_study(args.jobs)
+    if args.torch_threads is not None:
+        import dataclasses
+
+        resources = dataclasses.replace(spec.resources, torch_threads=args.torch_threads)
+        spec = dataclasses.replace(spec, resources=resources)
     check_output_folder(args.output_dir, spec)
     if args.dry_run:
         print(f"study {spec.name!r}: {len(runs)} runs in {args.output_dir} (dry run: nothing is run)")

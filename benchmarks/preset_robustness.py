@@ -1,0 +1,136 @@
+"""Do the toy presets hold? Each method's forget rate, retain shift and ASR across seeds, concepts, torch thread
+counts and objects outside the leaderboard, from finished studies.
+
+    erasure-studio run configs/jobs/toy-leaderboard.yaml --output_dir study-leaderboard/
+    erasure-studio run configs/jobs/toy-leaderboard.yaml --output_dir study-leaderboard-1thread/ --torch_threads 1
+    erasure-studio run configs/jobs/toy-carryover.yaml --output_dir study-carryover/
+    python benchmarks/preset_robustness.py --studies study-leaderboard/ study-leaderboard-1thread/ study-carryover/
+
+Reads the studies' ``results.jsonl`` (nothing is re-run) and writes ``benchmarks/results/preset_robustness.json``: per
+method (its leaderboard label), every run (study, concept, seed, torch threads, forget, retain shift, pre-ASR, ASR),
+per metric the range over all of them, the change between thread counts at the same concept and seed, and a verdict
+against the stated spreads (issue 26's "robust preset"):
+
+- **forget rate** and **ASR**: the range over seeds, concepts, thread counts and objects is at most 25 points;
+- **retain shift**: at most 10 points in every run (no run damages another object more).
+
+A method with fewer than two runs of a metric is "not measured" for it; the verdict is **holds** only when every
+metric holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipelines.jobs import RESULTS_FILE, read_jsonl  # noqa: E402
+
+SPREAD_BARS = {"forget": 0.25, "ASR": 0.25}
+RETAIN_BAR = 0.10
+OUT = Path(__file__).resolve().parent / "results" / "preset_robustness.json"
+
+
+def summarise(studies: dict[str, list[dict]]) -> dict[str, dict]:
+    """Per method label: its runs across the studies, the spreads, the thread deltas and the verdicts."""
+    methods: dict[str, dict] = {}
+    for study, records in studies.items():
+        for record in sorted(records, key=lambda r: (r["concept"], r["seed"])):
+            metrics = record.get("metrics", {})
+            entry = methods.setdefault(record.get("label") or record["method"], {"runs": []})
+            entry["runs"].append(
+                {
+                    "study": study,
+                    "concept": record["concept"],
+                    "seed": record["seed"],
+                    "torch_threads": (record.get("hardware") or {}).get("torch_threads"),
+                    "forget": metrics.get("forget"),
+                    "retain shift": metrics.get("retain shift"),
+                    "pre-ASR": metrics.get("pre-ASR"),
+                    "ASR": metrics.get("ASR"),
+                }
+            )
+    for entry in methods.values():
+        runs = entry["runs"]
+        verdicts = {}
+        spreads = {}
+        for metric, bar in SPREAD_BARS.items():
+            values = [r[metric] for r in runs if r[metric] is not None]
+            if len(values) < 2:
+                verdicts[metric] = "not measured"
+                continue
+            spreads[metric] = {"min": min(values), "max": max(values), "range": max(values) - min(values)}
+            verdicts[metric] = "holds" if spreads[metric]["range"] <= bar + 1e-9 else "does not hold"
+        shifts = [r["retain shift"] for r in runs if r["retain shift"] is not None]
+        if shifts:
+            spreads["retain shift"] = {"min": min(shifts), "max": max(shifts), "range": max(shifts) - min(shifts)}
+            verdicts["retain shift"] = "holds" if max(shifts) <= RETAIN_BAR + 1e-9 else "does not hold"
+        else:
+            verdicts["retain shift"] = "not measured"
+        entry["spreads"] = spreads
+        entry["thread_deltas"] = _thread_deltas(runs)
+        entry["verdicts"] = verdicts
+        measured = [v for v in verdicts.values() if v != "not measured"]
+        if not measured:
+            entry["verdict"] = "not measured"
+        elif all(v == "holds" for v in measured):
+            entry["verdict"] = "holds" if len(measured) == len(verdicts) else "holds so far"
+        else:
+            entry["verdict"] = "does not hold"
+    return methods
+
+
+def _thread_deltas(runs: list[dict]) -> list[dict]:
+    """For each (concept, seed) run at two thread counts: how much each metric moved."""
+    by_key: dict[tuple[str, int], dict[int, dict]] = {}
+    for run in runs:
+        if run["torch_threads"] is not None:
+            by_key.setdefault((run["concept"], run["seed"]), {})[run["torch_threads"]] = run
+    deltas = []
+    for (concept, seed), by_threads in sorted(by_key.items()):
+        if len(by_threads) < 2:
+            continue
+        low, high = min(by_threads), max(by_threads)
+        delta = {"concept": concept, "seed": seed, "threads": [low, high]}
+        for metric in ("forget", "retain shift", "ASR"):
+            a, b = by_threads[low][metric], by_threads[high][metric]
+            delta[metric] = None if a is None or b is None else b - a
+        deltas.append(delta)
+    return deltas
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", nargs="+", required=True, help="Study folders (each with results.jsonl).")
+    parser.add_argument("--output", default=str(OUT))
+    args = parser.parse_args()
+    studies = {}
+    for folder in args.studies:
+        path = Path(folder) / RESULTS_FILE
+        if not path.is_file():
+            raise SystemExit(f"{folder} has no {RESULTS_FILE}: run the study first")
+        studies[Path(folder).name] = read_jsonl(path)
+    report = {
+        "bars": {
+            "forget range <=": SPREAD_BARS["forget"],
+            "ASR range <=": SPREAD_BARS["ASR"],
+            "retain shift <=": RETAIN_BAR,
+        },
+        "studies": list(studies),
+        "methods": summarise(studies),
+    }
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(out)
+    for label, entry in report["methods"].items():
+        print(f"{label}: {entry['verdict']} {entry['verdicts']}")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
