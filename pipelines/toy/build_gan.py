@@ -351,6 +351,23 @@ def partition_labels(z: torch.Tensor, objects: list[str]) -> torch.Tensor:
     )
 
 
+class PartitionInput(torch.nn.Module):
+    """z with its partition made explicit: the object, colour and background blocks of z (``PARTITION_OFFSETS``)
+    replaced by scaled one-hots of their arg-max, in front of the mapping network. The generator stays ``G(z)``; it
+    no longer has to learn an arg-max to know which scene z names (trial 18)."""
+
+    def __init__(self, scale: float = 4.0):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        z = z.clone()
+        for offset, size in zip(PARTITION_OFFSETS.values(), (len(OBJECTS), len(COLOURS), len(BACKGROUNDS))):
+            block = z[:, offset : offset + size]
+            z[:, offset : offset + size] = F.one_hot(block.argmax(1), size).to(z.dtype) * self.scale
+        return z
+
+
 class LabelProjection(torch.nn.Module):
     """The conditional term of a projection discriminator (Miyato & Koyama, ICLR 2018): D(x, y) = ψ(φ(x)) +
     Σ_a ⟨e_a(y_a), φ(x)⟩ over the attributes a (object, colour, background), with φ the stock discriminator's
@@ -737,6 +754,7 @@ def train_latent_gan_trial(
     fake_lr: float = 1e-4,
     sid_start: int = 0,
     sid_unconditional: bool = False,
+    partition_input: bool = False,
     resume_from: Path | None = None,
 ) -> dict[str, Any]:
     """Issue 19's last lever, as a trial (nothing is saved): a StyleGAN2 that draws the toy VAE's 8x8x4 latents,
@@ -753,7 +771,8 @@ def train_latent_gan_trial(
     the teacher's unconditional score (the null prompt; the toy SD's training scenes are balanced over objects) in
     place of z's prompt. Every probe saves the generator, discriminator and EMA weights to
     ``out/latent_gan_state.safetensors``; ``resume_from`` (such a file) starts from them (fresh optimiser states), so
-    a long run can go on across sessions. Returns the probes (both judges)."""
+    a long run can go on across sessions. ``partition_input`` puts :class:`PartitionInput` in front of the mapping
+    network (the scene that z names, as one-hots), for use with ``conditional``. Returns the probes (both judges)."""
     from pipelines.images import image_grid, to_pil
     from pipelines.sd import load_sd
     from pipelines.stylegan2 import Discriminator, Generator
@@ -792,6 +811,8 @@ def train_latent_gan_trial(
         latents = torch.cat([vae.encode(chunk).latent_dist.mean * scale for chunk in chunks])
     channels = {4: 256, 8: 256}
     generator = Generator(size=8, style_dim=128, n_mlp=4, channels=channels, lr_mlp=lr_mlp, image_channels=4)
+    if partition_input:
+        generator.style = torch.nn.Sequential(PartitionInput(), *generator.style)
     discriminator = Discriminator(size=8, channels=channels, image_channels=4)
     projection = LabelProjection(discriminator.channels[4]) if conditional else None
     ema = copy.deepcopy(generator).eval().requires_grad_(False)
