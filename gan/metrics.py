@@ -21,6 +21,7 @@ import torch
 from scipy.stats import wasserstein_distance
 
 from pipelines.clip import ClipBackbone, load_clip
+from pipelines.errors import ConfigError
 from pipelines.gan import GANBundle
 from pipelines.toy.quality import top_class_frequency
 
@@ -99,6 +100,8 @@ def degree_of_unlearning(
         `dict`: ``gamma`` (the mean over prompts), ``per_prompt`` (prompt to γ), ``alignment_base`` and
         ``alignment_erased`` (mean cosine per prompt), ``backbone``, ``num_samples``, ``seed``.
     """
+    if not prompts:
+        raise ConfigError("γ needs at least one prompt that names the concept")
     clip = load_clip(clip) if isinstance(clip, str) else clip
     before = clip_alignment(base, clip, prompts, num_samples=num_samples, seed=seed)
     after = clip_alignment(erased, clip, prompts, num_samples=num_samples, seed=seed)

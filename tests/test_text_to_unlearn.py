@@ -125,6 +125,30 @@ def test_a_latent_gan_and_an_identity_network():
     assert result.loss_history[-1]["stage"] == 2.0 and result.loss_history[-1]["loss_id"] > 1e-6
 
 
+@pytest.mark.parametrize("localise", ["alignment", "edit"])
+def test_localised_losses_weight_samples_in_zero_to_one(localise, monkeypatch):
+    """Both ``localise`` readings give each sample a weight in [0, 1] and the run trains (tiny random GAN)."""
+    from doubles import tiny_bundle
+
+    from gan import text_to_unlearn
+
+    seen = []
+    original = text_to_unlearn.directional_loss
+
+    def spy(delta, direction, weights=None):
+        seen.append(weights)
+        return original(delta, direction, weights)
+
+    monkeypatch.setattr(text_to_unlearn, "directional_loss", spy)
+    result = erase(
+        "text_to_unlearn", tiny_bundle(0), concept="circle", perceptual="none", localise=localise,
+        max_train_steps=6, batch_size=4, direction_samples=8, eval_samples=0, learning_rate=0.01, train_part="all",
+    )  # fmt: skip
+    assert len(seen) == 3 and all(w is not None and w.shape == (4,) for w in seen)
+    assert all(bool(((w >= 0) & (w <= 1)).all()) for w in seen)
+    assert len([h for h in result.loss_history if h["stage"] == 2.0]) == 3
+
+
 def test_gamma_is_zero_between_a_generator_and_itself(toy_gan):
     same = degree_of_unlearning(toy_gan, toy_gan, "toy", ["a circle", "a star"], num_samples=64)
     assert same["gamma"] == 0.0
