@@ -122,7 +122,9 @@ class TextToUnlearnConfig(EraseConfig):
     # worst +50 (everything turned yellow); λ_perc 1 / 10: 40 %, worst +33 (cross); λ_perc 300 / 3000: 45 % / 56 %,
     # worst +21 / +13; with localise="alignment": λ_perc 300: 14.0 %, worst +45 (colour); λ_perc 3000: 35.2 %, worst
     # +23 (crescent, where the circles went). Diamond (17.0 %), localise="alignment", λ_perc 3000: 3.2 %, but the
-    # others drift into circles (+23). The bar (drop >= 60 %, others within 10 points) is not met; see the README.
+    # others drift into circles (+23). localise="edit": circle 39.0 % (+19 crescent), diamond 3.6 % (+22 circle;
+    # training the synthesis network only: 3.4 %, +22): triangles, hearts and crescents turn into circles too.
+    # The bar (drop >= 60 %, others within 10 points) is not met; see the README.
     presets = {
         "toy": {
             "max_train_steps": 400,
