@@ -168,6 +168,7 @@ def run_one(run: RunSpec, workdir: Path, context: RunContext) -> dict[str, Any]:
         "erase": {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))},
         "metrics": {},
         "backends": {},
+        "sampler": result.sampler,
     }
     if result.sampler == "stylegan2":
         return _score_gan(run, result, model, workdir, context, out)
@@ -409,8 +410,8 @@ class Leaderboard:
             "attack and scorecard), memory its peak in MB. '–' means not measured.",
             "",
         ]
-        gan_rows = [row for row in self.rows if row.get("PUL")]
-        diffusion_rows = [row for row in self.rows if not row.get("PUL")]
+        gan_rows = [row for row in self.rows if row.get("sampler") == "stylegan2"]
+        diffusion_rows = [row for row in self.rows if row.get("sampler") != "stylegan2"]
         for rows, columns, heading in (
             (diffusion_rows, TABLE_COLUMNS, None),
             (gan_rows, GAN_TABLE_COLUMNS, "GAN methods (shared latents; FID: the FD of erased vs base samples)"),
@@ -573,6 +574,7 @@ def build_leaderboard(records: Sequence[Mapping[str, Any]], failed: Mapping[str,
             "concept": concept,
             "runs": len(members),
             "seeds": [m.get("seed") for m in members],
+            "sampler": members[0].get("sampler"),
         }
         for column in (*LEADERBOARD_COLUMNS, *EXTRA_COLUMNS):
             if column == "time":
