@@ -321,11 +321,12 @@ class TextToUnlearn(EraseMethod):
         self, bundle: GANBundle, *, data: EraseData | None = None, callback: StepCallback | None = None
     ) -> EraseResult:
         cfg: TextToUnlearnConfig = self.config
-        self.check(bundle, data=data)
+        if not isinstance(bundle, GANBundle):
+            raise ConfigError(f"{self.name} erases from a GANBundle (gan.load(...)), got {type(bundle).__name__}")
+        clip = self._clip(bundle, data)  # loaded (or refused) before anything trains
         device = bundle.device
         meter = RunMeter(device)
         base = base_identity(bundle)
-        clip = self._clip(bundle, data)
         prompts = cfg.text_prompts
         mapper_steps, tune_steps = cfg.stage_steps()
         # G_f: a frozen copy, so that no gradient lands on the caller's generator.
