@@ -875,6 +875,15 @@ def scorecard(
         erased_name = f"{erased_name} ({manifest['method']})"
 
     sampler = _sampling_settings(erased, cfg.num_inference_steps, cfg.guidance_scale, seeds)
+    samplers = {"base": sampler, "erased": sampler}
+    if type(base) is not type(erased):
+        # A one-step generator (SFD) against its multistep base: each samples as it is meant to, the base with its own
+        # schedule (one step of a multistep pipeline draws noise, which made every retain rate of the base ~0).
+        samplers["base"] = _sampling_settings(base, None, None, seeds)
+        sampler = {
+            **sampler,
+            "base": {k: samplers["base"][k] for k in ("num_inference_steps", "guidance_scale", "scheduler")},
+        }
     models = {"base": base, "erased": erased}
 
     # ---- samples, rates and accuracies
@@ -888,11 +897,13 @@ def scorecard(
     for role, pipe in models.items():
         stage(f"sampling {role}", images=n_main + n_para, seeds=seeds)
         cache = cfg.cache_dir if role == "base" else None  # the erased model is new in every scorecard
-        rates[role], keys, main_images[role] = _generate_sets(pipe, sets, judge, seeds, sampler, cache)
+        rates[role], keys, main_images[role] = _generate_sets(pipe, sets, judge, seeds, samplers[role], cache)
         for (_, prompt, seed), image in zip(keys, main_images[role]):
             images[role][(prompt, seed)] = image
         for label, group in paraphrase_sets.items():
-            group_rates, group_keys, group_images = _generate_sets(pipe, {value: group}, judge, seeds, sampler, cache)
+            group_rates, group_keys, group_images = _generate_sets(
+                pipe, {value: group}, judge, seeds, samplers[role], cache
+            )
             paraphrase_rates[role][label] = group_rates[value]
             for (_, prompt, seed), image in zip(group_keys, group_images):
                 images[role][(prompt, seed)] = image
@@ -939,7 +950,7 @@ def scorecard(
         rate_table["max_retain_shift"] = max(abs(rates["erased"][n] - rates["base"][n]) for n in retain_names)
 
     # ---- utility samples for CLIP and FID
-    util_prompts, util_labels, util = _utility_samples(models, keys, main_images, value, captions, sampler, stage)
+    util_prompts, util_labels, util = _utility_samples(models, keys, main_images, value, captions, samplers, stage)
     utility_source = (
         "the retain prompts" if toy and utility_prompts is None else _describe_utility(utility_prompts, util_prompts)
     )
@@ -1006,7 +1017,7 @@ def scorecard(
     return card
 
 
-def _utility_samples(models, keys, main_images, value, captions, sampler, stage):
+def _utility_samples(models, keys, main_images, value, captions, samplers, stage):
     """Prompts, toy labels and per-model images for CLIP and FID: the retain samples, or fresh caption samples."""
     from pipelines.sd import generate
 
@@ -1026,8 +1037,8 @@ def _utility_samples(models, keys, main_images, value, captions, sampler, stage)
             pipe,
             prompts,
             seeds=seeds,
-            num_inference_steps=sampler["num_inference_steps"],
-            guidance_scale=sampler["guidance_scale"],
+            num_inference_steps=samplers[role]["num_inference_steps"],
+            guidance_scale=samplers[role]["guidance_scale"],
         )
     return prompts, [toy_labels(p) for p in prompts], util
 
