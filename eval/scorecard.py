@@ -510,8 +510,11 @@ def _sampling_settings(pipe: Any, num_inference_steps: int | None, guidance_scal
     }
 
 
-def _open(model: Any, base: Any, device: str | None) -> tuple[Any, Any, str, str, dict[str, Any] | None]:
-    """(erased pipeline, base pipeline, erased name, base name, artifact manifest) from pipelines or paths."""
+def _open(
+    model: Any, base: Any, device: str | None, model_type: str | None = None
+) -> tuple[Any, Any, str, str, dict[str, Any] | None]:
+    """(erased model, base model, erased name, base name, artifact manifest) from models or paths; ``model_type``
+    (``"stylegan2"`` for the GAN path) says how to read a base given by name."""
     from pipelines import open_model
     from pipelines.artifacts import MANIFEST, read_manifest
 
@@ -519,7 +522,7 @@ def _open(model: Any, base: Any, device: str | None) -> tuple[Any, Any, str, str
     erased_name = base_name = None
     if isinstance(base, (str, os.PathLike)):
         base_name = str(base)
-        base = open_model(base, device=device)
+        base = open_model(base, model_type=model_type, device=device)
     if isinstance(model, (str, os.PathLike)):
         erased_name = str(model)
         path = Path(model)
@@ -529,8 +532,8 @@ def _open(model: Any, base: Any, device: str | None) -> tuple[Any, Any, str, str
                 base_name = manifest["base_model"].get("name_or_path")
                 if not base_name:
                     raise ConfigError(f"artifact {path} does not name its base model; pass base=")
-                base = open_model(base_name, device=device)
-        model = open_model(model, base=base, device=device or "cpu")
+                base = open_model(base_name, model_type=model_type, device=device)
+        model = open_model(model, base=base, model_type=model_type, device=device or "cpu")
     if base is None:
         raise ConfigError("pass the base model (a pipeline or a model name) to compare the erased model with")
     erased_name = erased_name or "erased model"
@@ -574,26 +577,9 @@ def _is_gan(model: Any) -> bool:
 
 def _gan_scorecard(model: Any, base: Any, concept: str, judge: Any, cfg: ScorecardConfig, callback: Any):
     """The GAN path of :func:`scorecard`: open both generators, then :func:`eval.gan_scorecard.gan_scorecard`."""
-    from pipelines import open_model
-    from pipelines.artifacts import MANIFEST, read_manifest
-
     from .gan_scorecard import gan_scorecard
 
-    erased_name = base_name = None
-    if isinstance(base, (str, os.PathLike)):
-        base_name = str(base)
-        base = open_model(base, model_type="stylegan2", device=cfg.device)
-    if isinstance(model, (str, os.PathLike)):
-        erased_name = str(model)
-        path = Path(model)
-        if base is None and (path / MANIFEST).is_file():
-            base_name = read_manifest(path)["base_model"].get("name_or_path")
-            if not base_name:
-                raise ConfigError(f"artifact {path} does not name its base model; pass base=")
-            base = open_model(base_name, model_type="stylegan2", device=cfg.device)
-        model = open_model(model, base=base, model_type="stylegan2", device=cfg.device)
-    if base is None:
-        raise ConfigError("pass the base GAN (a GANBundle or a model name) to compare the erased GAN with")
+    model, base, erased_name, base_name, _ = _open(model, base, cfg.device, model_type="stylegan2")
     paraphrases = cfg.paraphrases
     if isinstance(paraphrases, (str, os.PathLike)):
         paraphrases = _prompts_option(paraphrases)
@@ -609,7 +595,7 @@ def _gan_scorecard(model: Any, base: Any, concept: str, judge: Any, cfg: Scoreca
         clip=cfg.clip,
         prompts=_prompts_option(cfg.prompts),
         paraphrases=paraphrases,
-        names=(erased_name or "erased GAN", base_name or str(base.metadata.get("name_or_path") or "base GAN")),
+        names=(erased_name, base_name),
         callback=callback,
         output_dir=cfg.output_dir,
     )
