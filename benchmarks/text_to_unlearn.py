@@ -13,7 +13,7 @@ latents judged by the held-out toy judge (``toy-heldout``: no run here trains ag
   out-of-domain (paraphrases the run never saw);
 - wall seconds of the erasure.
 
-Writes ``benchmarks/results/text_to_unlearn.json``. Run: ``python benchmarks/text_to_unlearn.py`` (about 15 minutes on
+Writes ``benchmarks/results/text_to_unlearn.json``. Run: ``python benchmarks/text_to_unlearn.py`` (about 11 minutes on
 2 CPU cores); ``--concepts circle --runs directional`` for a subset.
 """
 
