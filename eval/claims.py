@@ -191,27 +191,37 @@ def check_claims(rows: Sequence[Mapping[str, Any]]) -> list[ClaimCheck]:
                  f"points, FD-toy {_show(row, 'FID', False)} against ESD's {_show(ref, 'FID', False)}")
     )  # fmt: skip
 
-    pul_rows = [(key, row) for key, row in by.items() if key[0] in ("atu", "adapt_then_unlearn")]
-    outcomes = [_mean(row, "PUL") >= 0.9 for _, row in pul_rows if _mean(row, "PUL") is not None]
-    checks.append(
-        ClaimCheck(
-            "Adapt-then-Unlearn",
-            "PUL >= 90 % (the paper's MNIST level) with the other objects kept",
-            _verdict(outcomes),
-            "; ".join(f"{c}: PUL {_show(row, 'PUL')}" for (_, c), row in pul_rows) or "no GAN rows in this study",
+    def kept(row) -> bool | None:
+        """The GAN claims' own condition: the concept's share fell by ``bar`` (PUL) and no other share moved more
+        than the retain tolerance. ``None`` where a column is missing."""
+        pul, shift = _mean(row, "PUL"), _mean(row, "retain shift")
+        return None if pul is None or shift is None else shift <= RETAIN_TOLERANCE
+
+    def gan_claim(paper: str, statement: str, methods: tuple[str, ...], bar: float, word: str) -> ClaimCheck:
+        rows_ = [(key, row) for key, row in by.items() if key[0] in methods]
+        outcomes = [
+            _mean(row, "PUL") >= bar and kept(row)
+            for _, row in rows_
+            if _mean(row, "PUL") is not None and kept(row) is not None
+        ]
+        evidence = "; ".join(
+            f"{c}: {word} {_show(row, 'PUL')}, retain shift {_show(row, 'retain shift')} points"
+            for (_, c), row in rows_
         )
-    )
-    text_rows = [(key, row) for key, row in by.items() if key[0] == "text_to_unlearn"]
+        return ClaimCheck(paper, statement, _verdict(outcomes), evidence or "no GAN rows in this study")
+
+    tolerance = f"{RETAIN_TOLERANCE * 100:.0f} points"
+    checks.append(
+        gan_claim("Adapt-then-Unlearn",
+                  f"PUL >= 90 % (the paper's MNIST level) with every other object within {tolerance}",
+                  ("atu", "adapt_then_unlearn"), 0.9, "PUL")
+    )  # fmt: skip
     # The relative drop of the concept's share on shared latents is PUL (the GAN scorecard's definition).
-    outcomes = [_mean(row, "PUL") >= 0.6 for _, row in text_rows if _mean(row, "PUL") is not None]
     checks.append(
-        ClaimCheck(
-            "Text-to-Unlearn",
-            "a text prompt alone cuts the concept's share by >= 60 % (relative)",
-            _verdict(outcomes),
-            "; ".join(f"{c}: drop {_show(row, 'PUL')}" for (_, c), row in text_rows) or "no GAN rows in this study",
-        )
-    )
+        gan_claim("Text-to-Unlearn",
+                  f"a text prompt alone cuts the concept's share by >= 60 % (relative) with every other object "
+                  f"within {tolerance}", ("text_to_unlearn",), 0.6, "drop")
+    )  # fmt: skip
     return checks
 
 

@@ -60,11 +60,17 @@ def test_verdicts_turn_with_the_numbers_mixed_per_concept():
 
 
 def test_gan_claims_read_their_own_columns():
-    rows = [_row("atu", "circle", PUL=0.95), _row("atu", "star", PUL=0.7)]
-    rows += [_row("text_to_unlearn", "circle", PUL=0.8)]
+    rows = [_row("atu", "circle", PUL=0.95, **{"retain shift": 0.05}), _row("atu", "star", PUL=0.7)]
+    rows[1]["retain shift"] = {"mean": 0.02, "std": 0.0, "n": 3}
+    rows += [_row("text_to_unlearn", "circle", PUL=0.8, **{"retain shift": 0.04})]
     verdicts = _verdicts(rows)
     assert verdicts["Adapt-then-Unlearn"] == "mixed"
     assert verdicts["Text-to-Unlearn"] == "holds"
+    # The concept gone but another object moved by 18 points: the "others kept" half of the claim fails.
+    rows[-1]["retain shift"]["mean"] = 0.18
+    assert _verdicts(rows)["Text-to-Unlearn"] == "does not hold"
+    # Without a retain shift column the claim cannot be checked.
+    assert _verdicts([_row("text_to_unlearn", "circle", PUL=0.8)])["Text-to-Unlearn"] == "not measured"
 
 
 def test_the_leaderboard_files_carry_the_claims(tmp_path):
