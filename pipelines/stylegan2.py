@@ -335,6 +335,11 @@ class Generator(nn.Module):
             (e.g. ``{4: 128, 8: 128, 16: 64, 32: 32}`` for a small toy generator).
         image_channels (`int`, defaults to 3): channels of the output (3 for RGB; 4 for a generator of VAE
             latents that a frozen decoder turns into images).
+        one_hot_blocks (`Sequence[tuple[int, int]]`, *optional*): ``(offset, size)`` blocks of z that are replaced
+            by ``one_hot_scale`` times the one-hot of their arg-max before the mapping network. The generator stays
+            ``G(z)`` with z ~ N(0, I); a block then names one of ``size`` discrete choices (an object, a colour)
+            without the mapping network having to learn an arg-max (the toy GAN's latent partition).
+        one_hot_scale (`float`, defaults to 4.0): the value of the hot entry.
 
     ``forward(styles, ...)`` returns ``(images, latents or None)``; images are ``(B, 3, size, size)``, about [-1, 1].
     """
@@ -349,10 +354,16 @@ class Generator(nn.Module):
         lr_mlp: float = 0.01,
         channels: Mapping[Any, int] | None = None,
         image_channels: int = 3,
+        one_hot_blocks: Sequence[Sequence[int]] | None = None,
+        one_hot_scale: float = 4.0,
     ):
         super().__init__()
         self.size = _check_size(size)
         self.image_channels = image_channels
+        self.one_hot_blocks = [(int(offset), int(width)) for offset, width in one_hot_blocks or ()]
+        if any(offset < 0 or width < 2 or offset + width > style_dim for offset, width in self.one_hot_blocks):
+            raise ValueError(f"one_hot_blocks {self.one_hot_blocks} must be (offset, size >= 2) blocks inside z")
+        self.one_hot_scale = float(one_hot_scale)
         self.style_dim = style_dim
         self.n_mlp = n_mlp
         self.channel_multiplier = channel_multiplier
@@ -405,6 +416,11 @@ class Generator(nn.Module):
             "channels": {str(k): v for k, v in self.channel_overrides.items()} if self.channel_overrides else None,
             # Only when not RGB, so that a pixel generator's config stays rosinality's.
             **({"image_channels": self.image_channels} if self.image_channels != 3 else {}),
+            **(
+                {"one_hot_blocks": [list(b) for b in self.one_hot_blocks], "one_hot_scale": self.one_hot_scale}
+                if self.one_hot_blocks
+                else {}
+            ),
         }
 
     @classmethod
@@ -429,10 +445,15 @@ class Generator(nn.Module):
     def mean_latent(self, n_latent: int = 4096, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """The mean w of ``n_latent`` random z, ``(1, style_dim)``: the center for the truncation trick."""
         z = torch.randn(n_latent, self.style_dim, generator=generator).to(self.device)
-        return self.style(z).mean(0, keepdim=True)
+        return self.get_latent(z).mean(0, keepdim=True)
 
     def get_latent(self, z: torch.Tensor) -> torch.Tensor:
-        """Map z to w."""
+        """Map z to w (through ``one_hot_blocks`` first, when the generator has them)."""
+        if self.one_hot_blocks:
+            z = z.clone()
+            for offset, width in self.one_hot_blocks:
+                block = z[:, offset : offset + width]
+                z[:, offset : offset + width] = F.one_hot(block.argmax(1), width).to(z.dtype) * self.one_hot_scale
         return self.style(z)
 
     # ------------------------------------------------------------ forward
@@ -470,7 +491,7 @@ class Generator(nn.Module):
         if not 1 <= len(styles) <= 2:
             raise ValueError(f"styles holds {len(styles)} tensors; pass one, or two for style mixing")
         if not input_is_latent:
-            styles = [self.style(s) for s in styles]
+            styles = [self.get_latent(s) for s in styles]
 
         if noise is None:
             if randomize_noise:

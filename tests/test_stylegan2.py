@@ -254,3 +254,24 @@ def test_a_generator_and_discriminator_of_vae_latents():
     discriminator = Discriminator(size=8, channels={4: 8, 8: 8}, image_channels=4)
     assert discriminator(latents).shape == (2, 1)
     assert "image_channels" not in Generator(size=8, style_dim=16, n_mlp=2, channels={4: 8, 8: 8}).config
+
+
+def test_one_hot_blocks_read_the_scene_z_names_and_round_trip(tmp_path):
+    """``one_hot_blocks``: a block of z reaches the mapping network as the one-hot of its arg-max, so two z that
+    name the same choice map to the same w; the option survives a bundle folder, and is absent from a stock config."""
+    torch.manual_seed(0)
+    generator = Generator(size=8, style_dim=16, n_mlp=2, channels={4: 8, 8: 8}, one_hot_blocks=[(0, 4), (4, 3)])
+    z = torch.randn(1, 16)
+    same_choice = z.clone()
+    same_choice[0, :4] = torch.tensor([0.0, 0.0, 0.0, 0.0]).index_fill(0, z[0, :4].argmax(), 9.0)
+    other_choice = z.clone()
+    other_choice[0, :4] = z[0, :4].roll(1)
+    assert torch.allclose(generator.get_latent(z), generator.get_latent(same_choice))
+    assert not torch.allclose(generator.get_latent(z), generator.get_latent(other_choice))
+    with pytest.raises(ValueError, match="one_hot_blocks"):
+        Generator(size=8, style_dim=16, n_mlp=2, channels={4: 8, 8: 8}, one_hot_blocks=[(14, 4)])
+    save_bundle(GANBundle(generator=generator), tmp_path / "bundle")
+    loaded = gan.load(str(tmp_path / "bundle")).generator
+    assert loaded.config["one_hot_blocks"] == [[0, 4], [4, 3]]
+    assert torch.allclose(loaded.get_latent(other_choice), generator.get_latent(other_choice), atol=1e-6)
+    assert "one_hot_blocks" not in small_generator().config

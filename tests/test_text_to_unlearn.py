@@ -64,6 +64,7 @@ def test_registered_with_a_toy_preset_and_json_round_trip():
         ({"clip": " "}, "clip is empty"),
         ({"perceptual": "ssim"}, "perceptual='ssim' is not one of"),
         ({"mapper_fraction": 1.0}, "mapper_fraction must be between 0 and 1"),
+        ({"localise_quantile": 1.0}, r"localise_quantile must be in \[0, 1\)"),
         ({"train_part": "decoder"}, "not allowed"),
         ({"max_train_steps": 1}, "too few"),
     ],
