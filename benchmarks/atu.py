@@ -38,9 +38,10 @@ def main() -> None:
     parser.add_argument("--repulsions", nargs="+", default=["il2", "nl2", "el2"], choices=["il2", "nl2", "el2"])
     parser.add_argument("--gamma", type=float, default=30.0, help="γ for every repulsion (the toy preset's EL2 γ)")
     parser.add_argument("--output", default=str(OUT))
+    parser.add_argument("--gan", default="toy", help="the GAN to erase from: toy, or a bundle folder")
     args = parser.parse_args()
 
-    bundle = gan.load("toy")
+    bundle = gan.load(args.gan)
     judge = load_judge("toy")
     base_frequency = object_frequency(bundle, judge, num_samples=NUM_SAMPLES, seed=1)
     runs = []
@@ -74,6 +75,7 @@ def main() -> None:
 
     report = {
         "benchmark": "adapt_then_unlearn on the toy StyleGAN2",
+        "gan": args.gan,
         "preset": "toy",
         "num_samples": NUM_SAMPLES,
         "fd_features": "FD-toy (toy judge penultimate features), 2000 samples per generator",

@@ -52,9 +52,10 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(OUT))
+    parser.add_argument("--gan", default="toy", help="the GAN to erase from: toy, or a bundle folder")
     args = parser.parse_args()
 
-    bundle = gan.load("toy")
+    bundle = gan.load(args.gan)
     runs = []
     for concept in args.concepts:
         if concept not in COLOURS and concept not in OBJECTS:
@@ -112,6 +113,7 @@ def main() -> None:
 
     report = {
         "benchmark": "text_to_unlearn on the toy StyleGAN2",
+        "gan": args.gan,
         "preset": "toy",
         "judge": "toy-heldout",
         "num_samples": NUM_SAMPLES,
