@@ -191,18 +191,15 @@ def check_claims(rows: Sequence[Mapping[str, Any]]) -> list[ClaimCheck]:
                  f"points, FD-toy {_show(row, 'FID', False)} against ESD's {_show(ref, 'FID', False)}")
     )  # fmt: skip
 
-    def kept(row) -> bool | None:
-        """The GAN claims' own condition: the concept's share fell by ``bar`` (PUL) and no other share moved more
-        than the retain tolerance. ``None`` where a column is missing."""
-        pul, shift = _mean(row, "PUL"), _mean(row, "retain shift")
-        return None if pul is None or shift is None else shift <= RETAIN_TOLERANCE
-
     def gan_claim(paper: str, statement: str, methods: tuple[str, ...], bar: float, word: str) -> ClaimCheck:
+        """A GAN claim: the concept's share fell by ``bar`` (PUL) and no other share moved more than the retain
+        tolerance; a row without both columns is not measured."""
         rows_ = [(key, row) for key, row in by.items() if key[0] in methods]
+        measured = [(_mean(row, "PUL"), _mean(row, "retain shift")) for _, row in rows_]
         outcomes = [
-            _mean(row, "PUL") >= bar and kept(row)
-            for _, row in rows_
-            if _mean(row, "PUL") is not None and kept(row) is not None
+            pul >= bar and shift <= RETAIN_TOLERANCE
+            for pul, shift in measured
+            if pul is not None and shift is not None
         ]
         evidence = "; ".join(
             f"{c}: {word} {_show(row, 'PUL')}, retain shift {_show(row, 'retain shift')} points"

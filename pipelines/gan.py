@@ -38,6 +38,7 @@ import logging
 import os
 import pickle
 import re
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -491,6 +492,8 @@ def save_bundle(
 ) -> Path:
     """Write a bundle folder that :func:`load` reads: ``config.json``, ``generator.safetensors``,
     ``discriminator.safetensors`` (when the bundle has one) and ``vae/`` (a latent bundle's VAE, diffusers layout).
+    The folder is written under a hidden staging name and renamed into place, replacing any folder already there, so
+    an interrupted save leaves the previous bundle (or nothing), never half of one.
 
     Args:
         bundle (`GANBundle`): what to save.
@@ -499,22 +502,33 @@ def save_bundle(
         half (`bool`, defaults to `False`): store weights in fp16 (they load back as fp32).
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    dtype = torch.float16 if half else None
-    save_file(_tensors(bundle.generator, dtype), folder / GENERATOR_FILE, metadata={"format": FORMAT})
-    if bundle.discriminator is not None:
-        save_file(_tensors(bundle.discriminator, dtype), folder / DISCRIMINATOR_FILE, metadata={"format": FORMAT})
-    if bundle.vae is not None:
-        vae = copy.deepcopy(bundle.vae).to("cpu", torch.float16 if half else torch.float32)
-        vae.save_pretrained(folder / VAE_FOLDER, safe_serialization=True)
-    config = {
-        "format": FORMAT,
-        "generator": bundle.generator.config,
-        "discriminator": bundle.discriminator.config if bundle.discriminator is not None else None,
-        "vae": VAE_FOLDER if bundle.vae is not None else None,
-        "metadata": {**{k: v for k, v in bundle.metadata.items() if k != "name_or_path"}, **(metadata or {})},
-    }
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.parent / f".{folder.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        dtype = torch.float16 if half else None
+        save_file(_tensors(bundle.generator, dtype), staging / GENERATOR_FILE, metadata={"format": FORMAT})
+        if bundle.discriminator is not None:
+            tensors = _tensors(bundle.discriminator, dtype)
+            save_file(tensors, staging / DISCRIMINATOR_FILE, metadata={"format": FORMAT})
+        if bundle.vae is not None:
+            vae = copy.deepcopy(bundle.vae).to("cpu", torch.float16 if half else torch.float32)
+            vae.save_pretrained(staging / VAE_FOLDER, safe_serialization=True)
+        config = {
+            "format": FORMAT,
+            "generator": bundle.generator.config,
+            "discriminator": bundle.discriminator.config if bundle.discriminator is not None else None,
+            "vae": VAE_FOLDER if bundle.vae is not None else None,
+            "metadata": {**{k: v for k, v in bundle.metadata.items() if k != "name_or_path"}, **(metadata or {})},
+        }
+        (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if folder.exists():
+        shutil.rmtree(folder)
+    staging.replace(folder)
     return folder
 
 

@@ -275,3 +275,23 @@ def test_one_hot_blocks_read_the_scene_z_names_and_round_trip(tmp_path):
     assert loaded.config["one_hot_blocks"] == [[0, 4], [4, 3]]
     assert torch.allclose(loaded.get_latent(other_choice), generator.get_latent(other_choice), atol=1e-6)
     assert "one_hot_blocks" not in small_generator().config
+
+
+def test_save_bundle_replaces_a_bundle_whole_or_not_at_all(tmp_path):
+    """``save_bundle`` writes under a staging name and renames: a failed save leaves the previous bundle loadable and
+    no staging folder behind; a successful one replaces it."""
+    folder = save_bundle(GANBundle(generator=small_generator(0)), tmp_path / "bundle")
+    before = gan.load(str(folder)).generator.state_dict()
+
+    class BrokenVAE:
+        def to(self, *args, **kwargs):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        save_bundle(GANBundle(generator=small_generator(1), vae=BrokenVAE()), folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+    kept = gan.load(str(folder)).generator.state_dict()
+    assert all(torch.equal(kept[k], before[k]) for k in before)
+    save_bundle(GANBundle(generator=small_generator(1)), folder)
+    replaced = gan.load(str(folder)).generator.state_dict()
+    assert any(not torch.equal(replaced[k], before[k]) for k in before)

@@ -765,27 +765,29 @@ def train_latent_gan_trial(
     distill_reals: bool = True,
     resume_from: Path | None = None,
 ) -> dict[str, Any]:
-    """Issue 19's last lever, as a trial (nothing is saved): a StyleGAN2 that draws the toy VAE's 8x8x4 latents,
-    a discriminator on latents, the frozen toy VAE decoder turning them into images for the probes. The adversarial
-    game is played on 256 numbers per image instead of 3,072. ``object_weight`` / ``colour_weight`` add the latent
-    partition's auxiliary losses (the frozen toy judge's heads on the decoded fakes, through the frozen decoder).
-    ``conditional`` makes the latent discriminator a projection discriminator on the scene (:class:`LabelProjection`;
-    reals carry their render's labels, fakes the ones z's partition assigns). ``sid_weight`` adds score distillation
-    from the toy SD (Diff-Instruct, Luo et al. NeurIPS 2023, with SiD's loss, Zhou et al. ICML 2024): each z's
-    partition names a prompt ("a solid {colour} {object} on a {background} background"), a fake score network (the
-    toy SD's UNet, fine-tuned on the generator's latents) tracks the generator's distribution, and the generator
-    follows the gap between the teacher's and the fake network's guided x̂0 on its first ``sid_batch`` samples;
-    ``sid_start`` lets the adversarial game warm up alone for that many steps first, and ``sid_unconditional`` uses
-    the teacher's unconditional score (the null prompt; the toy SD's training scenes are balanced over objects) in
+    """Issue 19's latent levers, as a trial (written to ``out``, not to the toy world): a StyleGAN2 that draws the toy
+    VAE's 8x8x4 latents, a discriminator on latents, the frozen toy VAE decoder turning them into images for the
+    probes. The adversarial game is played on 256 numbers per image instead of 3,072. ``object_weight`` /
+    ``colour_weight`` add the latent partition's auxiliary losses (the frozen toy judge's heads on the decoded fakes,
+    through the frozen decoder). ``conditional`` makes the latent discriminator a projection discriminator on the scene
+    (:class:`LabelProjection`; reals carry their render's labels, fakes the ones z's partition assigns). ``sid_weight``
+    adds score distillation from the toy SD (Diff-Instruct, Luo et al. NeurIPS 2023, with SiD's loss, Zhou et al. ICML
+    2024): each z's partition names a prompt ("a solid {colour} {object} on a {background} background"), a fake score
+    network (the toy SD's UNet, fine-tuned on the generator's latents) tracks the generator's distribution, and the
+    generator follows the gap between the teacher's and the fake network's guided x̂0 on its first ``sid_batch``
+    samples; ``sid_start`` lets the adversarial game warm up alone for that many steps first, and ``sid_unconditional``
+    uses the teacher's unconditional score (the null prompt; the toy SD's training scenes are balanced over objects) in
     place of z's prompt. Every probe saves the generator, discriminator and EMA weights to
-    ``out/latent_gan_state.safetensors``; ``resume_from`` (such a file) starts from them (fresh optimiser states), so
-    a long run can go on across sessions. ``partition_input`` gives the generator the partition as its
-    ``one_hot_blocks`` (the scene that z names, as one-hots in front of the mapping network). ``distill_weight``
-    regresses the generator onto the toy one-step generator (paired distillation, as Diffusion2GAN, Kang et al. ECCV
-    2024, pairs a GAN with its diffusion teacher's ODE outputs): z is 256-d and doubles as the teacher's 4x8x8 noise,
-    z's partition names its prompt, and ``distill_weight · MSE(G(z), T(z))`` joins the adversarial loss;
-    ``distill_reals`` makes the teacher's samples, not the renders, the discriminator's reals. Returns the probes (both
-    judges)."""
+    ``out/latent_gan_state.safetensors``; ``resume_from`` (such a file) starts from them (fresh optimiser states), so a
+    long run can go on across sessions. ``partition_input`` gives the generator the partition as its ``one_hot_blocks``
+    (the scene that z names, as one-hots in front of the mapping network). ``distill_weight`` regresses the generator
+    onto the toy one-step generator (paired distillation, as Diffusion2GAN, Kang et al. ECCV 2024, pairs a GAN with its
+    diffusion teacher's ODE outputs): z is 256-d and doubles as the teacher's 4x8x8 noise, z's partition names its
+    prompt, and ``distill_weight · MSE(G(z), T(z))`` joins the adversarial loss; ``distill_reals`` makes the teacher's
+    samples, not the renders, the discriminator's reals. At the end the EMA generator, the discriminator and the VAE
+    are saved as a bundle folder, ``out/gan`` (``gan.load`` reads it), with every argument in its recipe. Returns the
+    probes (both judges)."""
+    trial_settings = dict(locals())  # the arguments, for the bundle's recipe
     from pipelines.images import image_grid, to_pil
     from pipelines.sd import load_sd
     from pipelines.stylegan2 import Discriminator, Generator
@@ -962,26 +964,16 @@ def train_latent_gan_trial(
             )
             _save_latent_state(Path(out), generator, discriminator, ema)
     seconds = round(time.perf_counter() - start, 1)
-    recipe = {"recipe": "latent trial", "steps": steps, "batch_size": batch_size, "distill_weight": distill_weight}
-    save_latent_bundle(Path(out) / "gan", ema, discriminator, vae, {**recipe, "seconds": seconds, "probes": probes})
-    return {"steps": steps, "seconds": seconds, "probes": probes}
-
-
-def save_latent_bundle(folder: Path, generator, discriminator, vae, metadata: dict[str, Any]) -> Path:
-    """A latent GAN as a bundle folder that ``gan.load`` reads (the EMA generator and the discriminator in fp16,
-    the frozen VAE in ``vae/``), written into a staging folder and renamed into place."""
-    import shutil
-
+    # The EMA generator, the discriminator and the frozen VAE as a bundle that gan.load reads, with every setting.
     from pipelines.gan import GANBundle, save_bundle
 
-    folder = Path(folder)
-    staging = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    bundle = GANBundle(generator=copy.deepcopy(generator).eval(), discriminator=discriminator, vae=vae)
-    save_bundle(bundle, staging, metadata=metadata, half=True)
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.replace(folder)
-    return folder
+    settings = {name: value for name, value in trial_settings.items() if name not in ("out", "resume_from")}
+    bundle = GANBundle(generator=copy.deepcopy(ema).eval(), discriminator=discriminator.eval(), vae=vae)
+    report = {"steps": steps, "seconds": seconds, "probes": probes}
+    save_bundle(
+        bundle, Path(out) / "gan", half=True, metadata={"recipe": {"latent trial": settings}, "report": report}
+    )
+    return report
 
 
 def _save_latent_state(out: Path, generator, discriminator, ema) -> Path:
