@@ -73,8 +73,9 @@ def test_shipped_weights_match_their_checksums_and_fit_52_mib():
     from pipelines.toy.build import verify_checksums
 
     assert verify_checksums(TOY_DIR) == []
-    # 40 MiB until the one-step generator (a second fp16 toy UNet, 12 MB) joined the world for SFD.
-    assert sum(p.stat().st_size for p in TOY_DIR.rglob("*") if p.is_file()) <= 52 * 2**20
+    # 40 MiB until the one-step generator (a second fp16 toy UNet, 12 MB) joined the world for SFD; 52 MiB until the
+    # latent GAN (10.5 MB with its own copy of the VAE, 1.9 MB) replaced the 3.3 MB pixel GAN (issue 19).
+    assert sum(p.stat().st_size for p in TOY_DIR.rglob("*") if p.is_file()) <= 60 * 2**20
 
 
 def test_checksums_catch_a_changed_file(tmp_path):
@@ -146,7 +147,7 @@ TINY_BUILD = {
     "sd": {"steps": 2, "phase_steps": 2, "num_images": 64, "batch_size": 8},
     "onestep": {"num_pairs": 8, "pair_steps": 2, "regression_steps": 2, "regression_batch": 4, "sid_steps": 2},
     "clip": {"steps": 2, "num_images": 64, "batch_size": 16},
-    "gan": {"steps": 2, "num_images": 64, "batch_size": 8, "eval_samples": 16, "probe_every": 1, "probe_samples": 8},
+    "gan": {"steps": 2, "batch_size": 8, "eval_samples": 16, "probe_every": 1, "probe_samples": 8},
 }
 
 
@@ -179,11 +180,12 @@ def test_toy_build_runs_every_stage_and_writes_loadable_folders(tmp_path):
     assert len(judge.classify(torch.rand(2, 3, 32, 32))) == 2
     heldout = HeldOutToyJudge(tmp_path / "judge_heldout")  # another architecture, read from its config.json
     assert type(heldout.net) is not type(judge.net) and len(heldout.classify(torch.rand(2, 3, 32, 32))) == 2
-    assert gan.load(tmp_path / "gan").generator.size == 32
-    assert report["gan"]["quality"]["num_samples"] == 16
-    # The GAN's progress probe judged the snapshot after its first step (the last step is judged by the final check).
-    assert [p["step"] for p in report["gan"]["probes"]] == [1]
-    assert 0 <= report["gan"]["probes"][0]["confident_fraction"] <= 1
+    toy_gan = gan.load(tmp_path / "gan")  # a latent generator, decoded by the VAE the bundle carries
+    assert toy_gan.is_latent and toy_gan.sample(2).shape == (2, 3, 32, 32)
+    assert report["gan"]["quality"]["num_samples"] == report["gan"]["quality_heldout"]["num_samples"] == 16
+    assert [p["step"] for p in report["gan"]["probes"]] == [1, 2]
+    assert 0 <= report["gan"]["probes"][0]["heldout"]["confident_fraction"] <= 1
+    assert not (tmp_path / ".gan.build").exists()  # the probes' scratch folder is gone with the build
 
 
 def test_toy_build_names_an_unknown_stage(tmp_path):
@@ -207,10 +209,10 @@ def test_toy_grid_command_writes_a_prompts_by_seeds_png(tmp_path, capsys):
 
 
 def test_gan_recipe_levers_run_and_the_partition_assigns_every_scene(tmp_path):
-    """The issue-19 trial levers (conditional projection discriminator, DiffAugment) run end to end for two steps,
+    """The issue-19 pixel levers (conditional projection discriminator, DiffAugment) run end to end for two steps,
     and z's latent partition reads object, colour and background off fixed coordinates."""
     from pipelines.errors import ConfigError
-    from pipelines.toy.build_gan import LabelProjection, partition_labels, train_gan
+    from pipelines.toy.build_gan import LabelProjection, partition_labels, train_pixel_gan
     from pipelines.toy.world import BACKGROUNDS, COLOURS, OBJECTS
 
     z = torch.zeros(3, 128)
@@ -223,10 +225,10 @@ def test_gan_recipe_levers_run_and_the_partition_assigns_every_scene(tmp_path):
     assert LabelProjection(16)(torch.randn(2, 16), labels).shape == (2, 1)
     assert len(OBJECTS) + len(COLOURS) + len(BACKGROUNDS) <= 128
     with pytest.raises(ConfigError, match="mixing=0"):
-        train_gan(tmp_path, steps=1, num_images=8, conditional=True, mixing=0.9)
+        train_pixel_gan(tmp_path, steps=1, num_images=8, conditional=True, mixing=0.9)
     with pytest.raises(ConfigError, match="imle_match"):
-        train_gan(tmp_path, steps=1, num_images=8, imle_weight=1.0, imle_match="edges")
-    report = train_gan(
+        train_pixel_gan(tmp_path, steps=1, num_images=8, imle_weight=1.0, imle_match="edges")
+    report = train_pixel_gan(
         tmp_path,
         steps=2,
         num_images=32,
@@ -241,3 +243,37 @@ def test_gan_recipe_levers_run_and_the_partition_assigns_every_scene(tmp_path):
         probe_every=0,
     )
     assert report["steps"] == 2 and (tmp_path / "gan" / "generator.safetensors").is_file()
+
+
+# ---------------------------------------------------------------- the toy StyleGAN2 (issue 19)
+
+
+def test_shipped_toy_gan_draws_every_object_sharply_by_the_heldout_judge():
+    """Issue 19's bar (``benchmarks/results/toy_quality.json``: every object >= 8 %, confident >= 85 %, every colour
+    >= 10 % on 2000 samples) loosened for 400 samples of another seed: at 400 samples the standard error of a rate
+    near 8 % is 1.4 points, near 10 % 1.5 and near 85 % 1.8, so the bounds below sit two to three standard errors under
+    the full bar's thresholds. The old pixel GAN (rarest object 0 %, confident 40 % by this judge) fails every one."""
+    import gan
+    from eval.judges import load_judge
+    from pipelines.toy.build_gan import gan_quality
+
+    quality = gan_quality(gan.load("toy"), load_judge("toy-heldout"), num_samples=400, seed=3)
+    assert quality["min_object_frequency"] >= 0.05, quality["object_frequency"]
+    assert quality["confident_fraction"] >= 0.80, quality
+    assert quality["min_colour_frequency"] >= 0.07, quality["colour_frequency"]
+
+
+def test_gan_without_an_object_narrows_the_partition_and_never_asks_for_it(tmp_path):
+    """The Ret-FD reference: the same recipe, with the latent partition's object block narrowed to the other 7."""
+    import gan
+    from pipelines.toy.build_gan import partition_labels, train_gan
+    from pipelines.toy.world import OBJECTS
+
+    report = train_gan(tmp_path, steps=1, batch_size=4, exclude_object="circle", eval_samples=0, probe_every=0)
+    bundle = gan.load(tmp_path / "gan_without_circle")
+    assert report["exclude_object"] == "circle" and bundle.is_latent
+    assert bundle.generator.one_hot_blocks[0] == (0, 7)
+    assert bundle.metadata["recipe"]["distill_weight"] == 10.0  # the shipped recipe, recorded
+    seven = [o for o in OBJECTS if o != "circle"]
+    assert OBJECTS.index("circle") not in partition_labels(torch.randn(512, 256), seven)[:, 0].tolist()
+    assert not (tmp_path / ".gan_without_circle.build").exists()

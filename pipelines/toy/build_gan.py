@@ -1,10 +1,19 @@
-"""Train the toy world's StyleGAN2: an unconditional 32x32 generator of toy-world renders, and its discriminator.
+"""Train the toy world's StyleGAN2: an unconditional generator of toy-world renders, and its discriminator.
 
 ``train_gan(out)`` writes ``out / "gan"`` (``gan.load("toy")`` reads it); ``train_gan(out, exclude_object="circle")``
-writes ``out / "gan_without_circle"``, the same recipe on renders without circles: the "retrained without the
-concept" reference of the Ret-FD metric (``eval.gan_metrics.retain_fd``).
+writes ``out / "gan_without_circle"``, the same recipe without circles: the "retrained without the concept" reference
+of the Ret-FD metric (``eval.gan_metrics.retain_fd``).
 
-The recipe is rosinality's StyleGAN2 training step (our own loop), scaled down for two CPU cores:
+The shipped recipe (trial 18 below, :func:`train_gan`) is a StyleGAN2 of the toy VAE's 8x8x4 latents, decoded by the
+frozen toy VAE (the bundle carries it as ``vae/``), trained by *paired distillation* from the toy one-step generator
+beside the adversarial game: each z names a scene through fixed coordinates (its latent partition, read by the
+generator as one-hots) and is also the one-step generator's noise for that scene's prompt, so the generator regresses
+onto a sharp image of every object in equal share while the discriminator, whose reals are the one-step generator's
+samples, keeps the corners. It meets the bar (every object >= 8 %, the held-out judge confident on >= 85 %, every
+colour >= 10 %) in 57 minutes on 2 CPU cores. Everything below it is the record of how it was found.
+
+The first recipe (:func:`train_pixel_gan`, the GAN shipped until trial 18) is rosinality's StyleGAN2 training step
+(our own loop) on 32x32 pixels, scaled down for two CPU cores:
 
 - data: ``num_images`` train-split renders of the solid style (``TOY_GAN_STYLES``) on every background, object and
   colour, in [-1, 1]; no augmentation (renders are unlimited, so the discriminator has nothing to memorise);
@@ -20,37 +29,37 @@ The recipe is rosinality's StyleGAN2 training step (our own loop), scaled down f
 Every ``probe_every`` steps the EMA generator is judged on a few hundred samples (logged, kept in the report as
 ``probes``) and saved, so that a long build shows whether it is on track and an interrupted one leaves a snapshot.
 
-Saved: ``generator.safetensors`` (the EMA generator, rosinality key names), ``discriminator.safetensors`` (needed by
-Adapt-then-Unlearn), both stored in fp16 (they load as fp32), and ``config.json`` (architecture, recipe, and the
-quality numbers of the toy judge when it was built first). Both networks together are 3.3 MB (0.78 M + 0.87 M
-parameters).
+Saved by both recipes: ``generator.safetensors`` (the EMA generator, rosinality key names),
+``discriminator.safetensors`` (needed by Adapt-then-Unlearn), both stored in fp16 (they load as fp32), and
+``config.json`` (architecture, recipe, and the quality numbers of both judges when they were built first); the
+latent recipe adds ``vae/``. The pixel networks together are 3.3 MB (0.78 M + 0.87 M parameters); the latent ones
+10.5 MB (2.4 M + 2.9 M) and the VAE 1.9 MB.
 
-Measured: this recipe does not reach the toy GAN's bar (every object in >= 5 % of samples, the judge confident,
-max object probability >= 0.9, on >= 80 %). The shipped GAN (8000 steps, 44 min) draws circles in 59 % of its
-samples and crosses in 0.25 %, with the judge confident on 62 % (2000 samples); after 4000 steps a reference run was
-confident on 42 %. StyleGAN2-ADA's CIFAR-10 choices (2-layer mapping, no mixing, γ = 0.01) on the dark background
-only were tried for 5000 steps (53 min; probes on 500 samples at 1000-5000 steps: confident on 27, 24, 44, 53 and
-51 %, the rarest object at 0.0-1.2 %, and the samples collapsed onto yellow and orange), so they were not adopted.
-Both recipes draw rounded blobs rather than sharp corners at this budget: a GAN needs far more images than two CPU
-cores give it in an hour. The generator itself can draw the shapes: fitted as a GLO decoder instead (one learned
-w+ per render, L1 + L2 reconstruction of 512 renders, 600 steps, 100 s), its reconstructions get the renders' top
-object from the judge on 78.5 % (confident on 49 %), so the adversarial game, not the generator's capacity, keeps the
-GAN at blobs. Starting the adversarial recipe from such a fit (2000 GLO steps on 4096 renders, a learned z per render
-through the mapping network) did not help: the discriminator won outright (D loss 0.001 after 600 steps) and after
-1000 steps the samples had collapsed onto crosses and crescents (judge confident on 19.6 % of 500), so it was
-stopped. Fitting without a discriminator did not help either: with a fixed rule assigning each z one scene (object
-= arg-max of z[0:8], colour, background and jitter from further coordinates) and G(z) regressed onto that render
-(L1 + L2, 30,000 pairs, the mapping network's learning rate raised 100x), 2500 steps at batch 64 (12 min) gave the
-right backgrounds, colours and positions but blurred blobs (judge confident on 7 % of 500), and an edge-weighted
-loss no better; adding the adversarial loss to the kept regression term (weight 20) spread the objects evenly at
-first (every object in >= 7.6 % after 800 generator steps) but then sharpened the samples into the round blobs the
-judge calls diamonds and circles (confident on 47 %, diamonds 58 %, the rarest object 1.6 % after 1800 steps). One
-step at batch 32 takes 0.4-0.8 s here; widths (128, 128, 64, 16) are the first thing to try if the build must be
-faster.
+Measured: the pixel recipe does not reach the toy GAN's bar (every object in >= 5 % of samples, the judge confident,
+max object probability >= 0.9, on >= 80 %, the first bar). The GAN it gave (8000 steps, 44 min) draws circles in 59 %
+of its samples and crosses in 0.25 %, with the judge confident on 62 % (2000 samples); after 4000 steps a reference run
+was confident on 42 %. StyleGAN2-ADA's CIFAR-10 choices (2-layer mapping, no mixing, γ = 0.01) on the dark background
+only were tried for 5000 steps (53 min; probes on 500 samples at 1000-5000 steps: confident on 27, 24, 44, 53 and 51 %,
+the rarest object at 0.0-1.2 %, and the samples collapsed onto yellow and orange), so they were not adopted. Both
+recipes draw rounded blobs rather than sharp corners at this budget: a GAN needs far more images than two CPU cores
+give it in an hour. The generator itself can draw the shapes: fitted as a GLO decoder instead (one learned w+ per
+render, L1 + L2 reconstruction of 512 renders, 600 steps, 100 s), its reconstructions get the renders' top object from
+the judge on 78.5 % (confident on 49 %), so the adversarial game, not the generator's capacity, keeps the GAN at blobs.
+Starting the adversarial recipe from such a fit (2000 GLO steps on 4096 renders, a learned z per render through the
+mapping network) did not help: the discriminator won outright (D loss 0.001 after 600 steps) and after 1000 steps the
+samples had collapsed onto crosses and crescents (judge confident on 19.6 % of 500), so it was stopped. Fitting without
+a discriminator did not help either: with a fixed rule assigning each z one scene (object = arg-max of z[0:8], colour,
+background and jitter from further coordinates) and G(z) regressed onto that render (L1 + L2, 30,000 pairs, the mapping
+network's learning rate raised 100x), 2500 steps at batch 64 (12 min) gave the right backgrounds, colours and positions
+but blurred blobs (judge confident on 7 % of 500), and an edge-weighted loss no better; adding the adversarial loss to
+the kept regression term (weight 20) spread the objects evenly at first (every object in >= 7.6 % after 800 generator
+steps) but then sharpened the samples into the round blobs the judge calls diamonds and circles (confident on 47 %,
+diamonds 58 %, the rarest object 1.6 % after 1800 steps). One step at batch 32 takes 0.4-0.8 s here; widths (128, 128,
+64, 16) are the first thing to try if the build must be faster.
 
-Issue 19's levers are keyword arguments of :func:`train_gan`, off by default (the shipped GAN is still the first
-recipe): ``projected`` (:class:`ProjectedDiscriminator`: trainable spectral-norm heads on the frozen toy judge's four
-feature maps, patch logits, beside the pixel discriminator, which is the one that ships), ``object_weight`` and
+Issue 19's pixel levers are keyword arguments of :func:`train_pixel_gan`, off by default:
+``projected`` (:class:`ProjectedDiscriminator`: trainable spectral-norm heads on the frozen toy judge's four
+feature maps, patch logits, beside the pixel discriminator, which is the one that is saved), ``object_weight`` and
 ``colour_weight`` (the frozen toy judge's object and colour heads score G(z), shifted by up to ``aux_translation``
 pixels, against the object = arg-max of z[0:8] and the colour = arg-max of z[8:14]), ``diffaugment`` (colour,
 translation, cutout for both discriminators), ``conditional`` (:class:`LabelProjection`: the pixel discriminator
@@ -95,7 +104,7 @@ steps, not minutes, compare the trials. All used batch 32, lr 0.002, R1 γ = 0.0
 
 - Trial 13, trial 12 with the match in the judge's feature space (``imle_match="features"``): 2-4 s/step beside
   other work; stopped at step 76, before its first probe, to give the CPU to trial 14. Not measured.
-- Trial 14, the latent route (:func:`train_latent_gan_trial`): a StyleGAN2 of the toy VAE's 8x8x4 latents (widths
+- Trial 14, the latent route (:func:`train_latent_gan`): a StyleGAN2 of the toy VAE's 8x8x4 latents (widths
   256, ``lr_mlp=1``, no mixing), a discriminator on latents (the training renders encoded once), R1 γ = 0.05, the
   frozen toy VAE decoder only for the probes; 0.3 s/step, 4000 steps in 22.5 min. Probes every 500 steps:
   3.3 / 2.7, 23 / 13, 4.0 / 7.3; 1000: 3.7 / 4.3, 27 / 6.3, 9.0 / 9.7; 1500: 8.0 / 2.7, 21 / 7.7, 5.0 / 5.3;
@@ -148,10 +157,7 @@ conditional discriminator, IMLE, score distillation) slowed the shapes down; the
 (trial 14) kept improving but slowly, and no trial fixed the rarest object until the generator was given paired
 targets from a model that already draws every object (trial 18): the one-step generator (itself distilled from the
 toy SD) supplies a deterministic image for every z, the latent partition makes the objects equally likely by
-construction, and the adversarial term keeps the corners. Not yet done: trial 18 is not the shipped GAN. Shipping
-it means making it :func:`train_gan`'s recipe (a latent bundle with ``vae/``; the Ret-FD reference built the same way
-with the object block narrowed to 7), then re-measuring ``benchmarks/toy_quality.py --only gan``,
-``benchmarks/atu.py``, Text-to-Unlearn and the leaderboard's GAN block on it.
+construction, and the adversarial term keeps the corners. That is :func:`train_gan`, the shipped GAN.
 """
 
 from __future__ import annotations
@@ -170,6 +176,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from pipelines.errors import ConfigError, MissingWeightsError
+from pipelines.jobs import atomic_write_text
 
 from .world import BACKGROUNDS, COLOURS, IMAGE_SIZE, OBJECTS, canonical, render, sample_scene
 
@@ -179,7 +186,7 @@ logger = logging.getLogger(__name__)
 TOY_GAN_CHANNELS = {4: 128, 8: 128, 16: 64, 32: 32}
 TOY_GAN_GENERATOR = {"size": 32, "style_dim": 128, "n_mlp": 4, "channels": TOY_GAN_CHANNELS, "lr_mlp": 0.01}
 TOY_GAN_DISCRIMINATOR = {"size": 32, "channels": TOY_GAN_CHANNELS}
-TOY_GAN_STEPS = 8_000
+TOY_PIXEL_GAN_STEPS = 8_000
 # The GAN learns the solid-fill slice of the world (every object, colour and background): outlines and stripes
 # triple the variety without adding objects, and a small GAN on a CPU budget then draws shapes too blurry for the
 # judge to be confident (42 % confident samples after 4000 steps on the full world).
@@ -367,10 +374,11 @@ def partition_labels(z: torch.Tensor, objects: list[str]) -> torch.Tensor:
     )
 
 
-def partition_blocks() -> list[tuple[int, int]]:
+def partition_blocks(num_objects: int = len(OBJECTS)) -> list[tuple[int, int]]:
     """The latent partition as the generator's ``one_hot_blocks`` (``(offset, size)`` of the object, colour and
-    background blocks of z): with them the generator reads the scene z names as one-hots (trial 18)."""
-    sizes = (len(OBJECTS), len(COLOURS), len(BACKGROUNDS))
+    background blocks of z): with them the generator reads the scene z names as one-hots (trial 18).
+    ``num_objects`` narrows the object block (7 for a GAN trained without one object)."""
+    sizes = (num_objects, len(COLOURS), len(BACKGROUNDS))
     return [(offset, size) for offset, size in zip(PARTITION_OFFSETS.values(), sizes)]
 
 
@@ -396,12 +404,74 @@ class LabelProjection(torch.nn.Module):
 
 # ---------------------------------------------------------------- training
 
+# The shipped recipe (trial 18, module docstring): a latent StyleGAN2 paired-distilled from the toy one-step
+# generator, with z's latent partition as one-hot inputs; every other setting is train_latent_gan's default.
+TOY_GAN_RECIPE = {"partition_input": True, "distill_weight": 10.0, "distill_reals": True, "lr_mlp": 1.0}
+TOY_GAN_STEPS = 7_000
+
 
 def train_gan(
     out: Path,
     *,
     seed: int = 0,
     steps: int = TOY_GAN_STEPS,
+    exclude_object: str | None = None,
+    eval_samples: int = 2000,
+    probe_every: int = 500,
+    probe_samples: int = 300,
+    **levers: Any,
+) -> dict[str, Any]:
+    """Train the toy StyleGAN2 and save it under ``out / "gan"`` (or ``out / "gan_without_<object>"``): the shipped
+    recipe (trial 18 of the module docstring), a StyleGAN2 of the toy VAE's 8x8x4 latents that regresses onto the toy
+    one-step generator's latent for the scene its z names, beside the adversarial game. The bundle carries the VAE
+    (``vae/``), so ``gan.load`` returns images; Adapt-then-Unlearn and the GAN metrics train and read the generator
+    as they would a pixel one.
+
+    Args:
+        out (`Path`): the toy assets folder (``pipelines/toy/assets`` for the shipped build). The teacher (``sd/``,
+            ``onestep/``) is read from it when built there, else from the installed toy world.
+        seed (`int`, defaults to 0): seed of the initialisation and every draw.
+        steps (`int`, defaults to 7000): D+G steps (0.48 s each on 2 cores; 57 minutes for the shipped GAN).
+        exclude_object (`str`, *optional*): train without this object (e.g. ``"circle"``), the Ret-FD reference:
+            the partition's object block is narrowed to the other 7, so the teacher is never asked for it.
+        eval_samples (`int`, defaults to 2000): samples judged at the end by ``toy`` and ``toy-heldout`` (0 skips).
+        probe_every (`int`, defaults to 500): judge ``probe_samples`` samples of the EMA generator every this many
+            steps (0 never), logged and kept in the report as ``probes``.
+        probe_samples (`int`, defaults to 300): samples per probe.
+        levers: any other keyword argument of :func:`train_latent_gan` (``batch_size``, ``distill_weight``, ...).
+
+    Returns:
+        `dict`: steps, seconds, seconds per step, the probes, ``quality`` and ``quality_heldout`` (per-object and
+        per-colour frequencies and the judge's confidence), the output folder and its size.
+    """
+    import shutil
+
+    name = "gan" if exclude_object is None else f"gan_without_{canonical(exclude_object)}"
+    folder = Path(out) / name
+    # Probe grids and the resumable state sit beside the bundle while it trains, and go once it is saved.
+    scratch = Path(out) / f".{name}.build"
+    settings = {**TOY_GAN_RECIPE, **levers}
+    report = train_latent_gan(
+        out,
+        seed=seed,
+        steps=steps,
+        exclude_object=exclude_object,
+        eval_samples=eval_samples,
+        probe_every=probe_every,
+        probe_samples=probe_samples,
+        bundle_folder=folder,
+        scratch=scratch,
+        **settings,
+    )
+    shutil.rmtree(scratch, ignore_errors=True)
+    return report
+
+
+def train_pixel_gan(
+    out: Path,
+    *,
+    seed: int = 0,
+    steps: int = TOY_PIXEL_GAN_STEPS,
     batch_size: int = 32,
     num_images: int = 20_000,
     exclude_object: str | None = None,
@@ -428,7 +498,9 @@ def train_gan(
     probe_samples: int = 500,
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Train the toy StyleGAN2 and save it under ``out / "gan"`` (or ``out / "gan_without_<object>"``).
+    """The first recipe (issue 19's trials 1-13): a pixel StyleGAN2 of the renders, saved under ``out / "gan"`` (or
+    ``out / "gan_without_<object>"``). It does not meet the toy GAN's bar (module docstring); :func:`train_gan` is the
+    shipped recipe. Kept for the trials' levers and because pixel generators are what rosinality checkpoints are.
 
     Args:
         out (`Path`): the toy assets folder (``pipelines/toy/assets`` for the shipped build).
@@ -501,7 +573,9 @@ def train_gan(
     rng = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     if conditional and (mixing > 0 or "color" in diffaugment):
-        raise ConfigError("conditional=True needs mixing=0 and no 'color' in diffaugment (see train_gan's docstring)")
+        raise ConfigError(
+            "conditional=True needs mixing=0 and no 'color' in diffaugment (see train_pixel_gan's docstring)"
+        )
     reals, real_labels = _render_training_set(
         num_images, seed + 5, exclude_object, TOY_GAN_STYLES, TOY_GAN_BACKGROUNDS
     )
@@ -737,7 +811,7 @@ class _LatentSampler:
         return torch.cat(images)
 
 
-def train_latent_gan_trial(
+def train_latent_gan(
     out: Path,
     *,
     seed: int = 0,
@@ -763,6 +837,10 @@ def train_latent_gan_trial(
     partition_input: bool = False,
     distill_weight: float = 0.0,
     distill_reals: bool = True,
+    exclude_object: str | None = None,
+    eval_samples: int = 0,
+    bundle_folder: Path | None = None,
+    scratch: Path | None = None,
     resume_from: Path | None = None,
 ) -> dict[str, Any]:
     """Issue 19's latent levers, as a trial (written to ``out``, not to the toy world): a StyleGAN2 that draws the toy
@@ -784,17 +862,33 @@ def train_latent_gan_trial(
     onto the toy one-step generator (paired distillation, as Diffusion2GAN, Kang et al. ECCV 2024, pairs a GAN with its
     diffusion teacher's ODE outputs): z is 256-d and doubles as the teacher's 4x8x8 noise, z's partition names its
     prompt, and ``distill_weight · MSE(G(z), T(z))`` joins the adversarial loss; ``distill_reals`` makes the teacher's
-    samples, not the renders, the discriminator's reals. At the end the EMA generator, the discriminator and the VAE
-    are saved as a bundle folder, ``out/gan`` (``gan.load`` reads it), with every argument in its recipe. Returns the
-    probes (both judges)."""
+    samples, not the renders, the discriminator's reals. ``exclude_object`` leaves that object out of the world (the
+    renders, and the partition's object block narrowed to the 7 others): the Ret-FD reference. At the end the EMA
+    generator, the discriminator and the VAE are saved as a bundle folder, ``bundle_folder`` (default ``out/gan``;
+    ``gan.load`` reads it), with every argument in its recipe and, with ``eval_samples``, the bar's numbers by both
+    judges (:func:`gan_quality`). The probes' sample grids and the resumable state go to ``scratch`` (default ``out``).
+    The teacher (toy SD, VAE, one-step generator) is read from ``out`` when it holds a
+    fresh build (``sd/``, ``onestep/``), else from the installed toy world. Returns the report: probes, seconds, and
+    ``quality`` / ``quality_heldout``."""
     trial_settings = dict(locals())  # the arguments, for the bundle's recipe
+    objects = list(OBJECTS)
+    if exclude_object is not None:
+        if canonical(exclude_object) not in OBJECTS:
+            raise ConfigError(
+                f"exclude_object={exclude_object!r} is not a toy object; choose one of {', '.join(OBJECTS)}"
+            )
+        objects.remove(canonical(exclude_object))
+    out = Path(out)
+    scratch = Path(scratch) if scratch is not None else out
+    scratch.mkdir(parents=True, exist_ok=True)
     from pipelines.images import image_grid, to_pil
     from pipelines.sd import load_sd
     from pipelines.stylegan2 import Discriminator, Generator
 
     torch.manual_seed(seed)
     rng = torch.Generator().manual_seed(seed)
-    teacher = load_sd("toy")
+    fresh = out / "sd" / "model_index.json"
+    teacher = load_sd(out / "sd" if fresh.is_file() else "toy")
     vae = teacher.vae.eval().requires_grad_(False)
     scale = vae.config.scaling_factor
     latent_shape = (teacher.unet.config.in_channels, teacher.unet.config.sample_size, teacher.unet.config.sample_size)
@@ -810,7 +904,7 @@ def train_latent_gan_trial(
         if sid_weight > 0:
             fake_score = copy.deepcopy(teacher.unet).float().train()
             fake_optim = torch.optim.Adam(fake_score.parameters(), lr=fake_lr, betas=(0.0, 0.999))
-        scenes = [(o, c, b) for o in OBJECTS for c in COLOURS for b in BACKGROUNDS]
+        scenes = [(o, c, b) for o in objects for c in COLOURS for b in BACKGROUNDS]
         with torch.no_grad():  # every scene's prompt, encoded once
             scene_prompts = [f"a solid {c} {WORDS[o][0]} on a {WORDS[b][0]} background" for o, c, b in scenes]
             scene_conds = encode_prompts(teacher.tokenizer, teacher.text_encoder, scene_prompts)
@@ -818,12 +912,13 @@ def train_latent_gan_trial(
         scene_index = {scene: i for i, scene in enumerate(scenes)}
 
         def conditions(z: torch.Tensor) -> torch.Tensor:
-            labels_ = partition_labels(z, OBJECTS).tolist()
+            labels_ = partition_labels(z, objects).tolist()
             rows = [scene_index[(OBJECTS[o], COLOURS[c], BACKGROUNDS[b])] for o, c, b in labels_]
             return scene_conds[rows]
 
         if distill_weight > 0:
-            one_step = load_one_step("toy", teacher=teacher)
+            fresh_one_step = (out / "onestep").is_dir() and fresh.is_file()
+            one_step = load_one_step(out / "onestep" if fresh_one_step else "toy", teacher=teacher)
             one_step.unet.eval().requires_grad_(False)
 
             @torch.no_grad()
@@ -833,7 +928,9 @@ def train_latent_gan_trial(
                 return one_step_x0(one_step.unet, noise, conditions(z), one_step.init_timestep, alphas_cumprod)
 
     if not (distill_weight > 0 and distill_reals):
-        reals, labels = _render_training_set(num_images, seed + 5, None, TOY_GAN_STYLES, TOY_GAN_BACKGROUNDS)
+        reals, labels = _render_training_set(
+            num_images, seed + 5, exclude_object and canonical(exclude_object), TOY_GAN_STYLES, TOY_GAN_BACKGROUNDS
+        )
         with torch.no_grad():  # the training set as latents, once
             chunks = [reals[i : i + 500] for i in range(0, len(reals), 500)]
             latents = torch.cat([vae.encode(chunk).latent_dist.mean * scale for chunk in chunks])
@@ -847,7 +944,7 @@ def train_latent_gan_trial(
         channels=channels,
         lr_mlp=lr_mlp,
         image_channels=4,
-        one_hot_blocks=partition_blocks() if partition_input else None,
+        one_hot_blocks=partition_blocks(len(objects)) if partition_input else None,
     )
     discriminator = Discriminator(size=8, channels=channels, image_channels=4)
     projection = LabelProjection(discriminator.channels[4]) if conditional else None
@@ -873,7 +970,7 @@ def train_latent_gan_trial(
     if object_weight > 0 or colour_weight > 0:
         # The frozen judge, differentiable: only its trunk and heads are used (the patch heads never train here).
         reader = ProjectedDiscriminator(judge.net)
-        object_columns = torch.tensor([judge.heads["object"].index(o) for o in OBJECTS])
+        object_columns = torch.tensor([judge.heads["object"].index(o) for o in objects])
         num_colours = len(judge.heads["colour"])
     probes, start = [], time.perf_counter()
     aux = {"object": 0.0, "colour": 0.0}
@@ -883,7 +980,7 @@ def train_latent_gan_trial(
             z_pair = torch.randn(batch_size, generator.style_dim, generator=rng)
             target = teacher_latents(z_pair)
         if distill_weight > 0 and distill_reals:
-            real, real_scene = target, partition_labels(z_pair, OBJECTS)
+            real, real_scene = target, partition_labels(z_pair, objects)
         else:
             index = torch.randint(len(latents), (batch_size,), generator=rng)
             real, real_scene = latents[index], labels[index]
@@ -891,7 +988,7 @@ def train_latent_gan_trial(
         discriminator.requires_grad_(True)
         z = torch.randn(batch_size, generator.style_dim, generator=rng)
         fake, _ = generator([z], noise=generator.make_noise(batch_size, generator=rng))
-        fake_scene = partition_labels(z, OBJECTS)
+        fake_scene = partition_labels(z, objects)
         d_loss = F.softplus(-d_logits(real, real_scene)).mean() + F.softplus(d_logits(fake, fake_scene)).mean()
         d_optim.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -906,7 +1003,7 @@ def train_latent_gan_trial(
         discriminator.requires_grad_(False)
         z = torch.randn(batch_size, generator.style_dim, generator=rng)
         fake, _ = generator([z], noise=generator.make_noise(batch_size, generator=rng))
-        g_loss = adversarial_weight * F.softplus(-d_logits(fake, partition_labels(z, OBJECTS))).mean()
+        g_loss = adversarial_weight * F.softplus(-d_logits(fake, partition_labels(z, objects))).mean()
         if distill_weight > 0:
             paired, _ = generator([z_pair], noise=generator.make_noise(batch_size, generator=rng))
             distill_loss = F.mse_loss(paired, target)
@@ -940,7 +1037,7 @@ def train_latent_gan_trial(
             aux.update(sid=sid_loss.item(), fake=fake_loss.item())
         if object_weight > 0 or colour_weight > 0:
             logits = reader.judge_logits(reader.features(vae.decode(fake / scale).sample))
-            object_loss = F.cross_entropy(logits["object"], object_columns[z[:, : len(OBJECTS)].argmax(1)])
+            object_loss = F.cross_entropy(logits["object"], object_columns[z[:, : len(objects)].argmax(1)])
             colour_loss = F.cross_entropy(logits["colour"], z[:, 8 : 8 + num_colours].argmax(1))
             g_loss = g_loss + object_weight * object_loss + colour_weight * colour_loss
             aux.update(object=object_loss.item(), colour=colour_loss.item())
@@ -960,19 +1057,31 @@ def train_latent_gan_trial(
             probes.append(_probes(sampler, judge, heldout, probe_samples, seed + 2, step + 1, start))
             tiles = to_pil(sampler.sample(64, seed + 2))
             image_grid([tiles[i : i + 8] for i in range(0, 64, 8)], min_tile=64).save(
-                Path(out) / f"probe_{step + 1:05d}.png"
+                scratch / f"probe_{step + 1:05d}.png"
             )
-            _save_latent_state(Path(out), generator, discriminator, ema)
+            _save_latent_state(scratch, generator, discriminator, ema)
     seconds = round(time.perf_counter() - start, 1)
     # The EMA generator, the discriminator and the frozen VAE as a bundle that gan.load reads, with every setting.
     from pipelines.gan import GANBundle, save_bundle
 
-    settings = {name: value for name, value in trial_settings.items() if name not in ("out", "resume_from")}
+    skip = ("out", "resume_from", "bundle_folder", "scratch")
+    settings = {name: value for name, value in trial_settings.items() if name not in skip}
     bundle = GANBundle(generator=copy.deepcopy(ema).eval(), discriminator=discriminator.eval(), vae=vae)
-    report = {"steps": steps, "seconds": seconds, "probes": probes}
-    save_bundle(
-        bundle, Path(out) / "gan", half=True, metadata={"recipe": {"latent trial": settings}, "report": report}
-    )
+    report: dict[str, Any] = {
+        "steps": steps,
+        "seconds": seconds,
+        "seconds_per_step": round(seconds / max(1, steps), 4),
+        "exclude_object": exclude_object,
+        "probes": probes,
+    }
+    for key, which in (("quality", judge), ("quality_heldout", heldout)):
+        if which is not None and eval_samples:
+            report[key] = gan_quality(bundle, which, num_samples=eval_samples, seed=seed + 1)
+    folder = Path(bundle_folder) if bundle_folder is not None else out / "gan"
+    save_bundle(bundle, folder, half=True, metadata={"recipe": settings, "report": report})
+    report["folder"] = str(folder)
+    report["bytes"] = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    atomic_write_text(folder / "build_report.json", json.dumps(report, indent=2))
     return report
 
 
@@ -1023,14 +1132,21 @@ def _toy_judge(out: Path, heldout: bool = False):
     return None
 
 
+# The toy GAN's bar (issue 19), judged by ``toy-heldout``, which no recipe trains against: every object in >= 8 % of
+# samples (the fair share is 12.5 %), the judge confident (max object probability >= 0.9) on >= 85 %, every colour in
+# >= 10 % (the fair share is 16.7 %).
+GAN_BAR = {"min_object_frequency": 0.08, "confident_fraction": 0.85, "min_colour_frequency": 0.10}
+
+
 @torch.no_grad()
 def gan_quality(bundle, judge, *, num_samples: int = 2000, seed: int = 1) -> dict[str, Any]:
-    """What the toy GAN must reach: every object in ≥ 5 % of samples, and the judge confident (max object
-    probability ≥ 0.9) on ≥ 80 % of samples.
+    """The toy GAN's bar numbers by one judge: how often each object and colour is the judge's top class, and how
+    often the judge is confident (max object probability >= 0.9). ``passes``: every :data:`GAN_BAR` threshold met
+    (the bar itself is read with ``toy-heldout``).
 
     Returns:
         `dict`: ``object_frequency`` (object -> fraction), ``min_object_frequency``, ``confident_fraction``,
-        ``mean_max_probability``, ``colour_frequency``, ``passes`` (both thresholds met), ``num_samples``.
+        ``mean_max_probability``, ``colour_frequency``, ``min_colour_frequency``, ``passes``, ``num_samples``.
     """
     from .quality import top_class_frequency
 
@@ -1039,15 +1155,16 @@ def gan_quality(bundle, judge, *, num_samples: int = 2000, seed: int = 1) -> dic
     object_probs = probs["object"]
     object_frequency = top_class_frequency(object_probs, judge.heads["object"])
     colour_frequency = top_class_frequency(probs["colour"], judge.heads["colour"])
-    confident = float((object_probs.max(-1).values >= 0.9).float().mean())
-    minimum = min(object_frequency.values())
+    numbers = {
+        "min_object_frequency": min(object_frequency.values()),
+        "confident_fraction": float((object_probs.max(-1).values >= 0.9).float().mean()),
+        "min_colour_frequency": min(colour_frequency.values()),
+    }
     return {
         "object_frequency": object_frequency,
-        "min_object_frequency": minimum,
-        "min_colour_frequency": min(colour_frequency.values()),
-        "confident_fraction": confident,
+        **numbers,
         "mean_max_probability": float(object_probs.max(-1).values.mean()),
         "colour_frequency": colour_frequency,
-        "passes": bool(minimum >= 0.05 and confident >= 0.8),
+        "passes": all(numbers[key] >= threshold for key, threshold in GAN_BAR.items()),
         "num_samples": num_samples,
     }
