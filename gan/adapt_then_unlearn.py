@@ -116,9 +116,16 @@ class ATUConfig(EraseConfig):
     """
 
     method = "adapt_then_unlearn"
-    # Tuned on a 4000-step toy GAN (reference run, seed 0, 1000 shared latents): erasing "circle", EL2 with γ = 1, 10,
-    # 30, 100 gave PUL 0.00 (300 steps), 0.57, 0.72, 0.88 (600 steps) while the rarest other object fell to 3.9 %,
-    # 2.8 %, 0.3 %; without repulsion (positives only) PUL was 0.28. γ = 30 is the compromise; R1 and the EMA are
+    # Tuned on the toy latent StyleGAN2 (issue 19; erasing "circle", seed 0, 1000 shared latents of seed 1 judged by
+    # toy-heldout: PUL / the largest shift of another object's share). Style mixing had to go: the toy GAN was trained
+    # without it, its mixed samples are off-distribution blobs the judge calls circles, and with mixing 0.9 the circle
+    # share *rose* (13.8 -> 19.9 %). Without mixing, 600 steps: positives alone (NL2, γ = 1e-6) 7 % / 3.3 points; EL2 γ
+    # = 3, 30, 300, 1000, 10000: 7 / 9.6, 11 / 8.5, 31 / 8.5, 38 / 7.7, 7 / 3.0; EL2 γ = 30 for 1200 steps 22 / 9.0, γ
+    # = 300 with 900 unlearning steps 25 / 4.4; lr 0.006 -3 / 7.4; IL2 γ = 3, 10, 30: 75 / 10.3, 80 / 17, 83 / 22. On
+    # this GAN every object has its own input coordinates, and the negatively adapted copy changes what the *other*
+    # objects' coordinates draw (99 % of its samples are circles), so repelling from it barely touches the circles'
+    # own; only the strongest repulsion (IL2) removes most of them, at the price of moving others. IL2 γ = 3 is the
+    # compromise; it does not reach the issue's bar (PUL >= 90 % with others within 10 points). R1 and the EMA are
     # scaled down with the run (a 600-step run cannot wait for rosinality's 10k-image EMA half-life).
     presets = {
         "toy": {
@@ -129,11 +136,11 @@ class ATUConfig(EraseConfig):
             "num_negatives": 200,
             "num_positives": 1000,
             "max_candidates": 20_000,
-            "mixing": 0.9,
+            "mixing": 0.0,
             "ewc_lambda": 5e8,
             "fisher_samples": 32,
-            "repulsion": "el2",
-            "gamma": 30.0,
+            "repulsion": "il2",
+            "gamma": 3.0,
             "r1": 0.1,
             "path_regularize": 0.0,
             "ema_decay": 0.95,

@@ -131,7 +131,12 @@ class TextToUnlearnConfig(EraseConfig):
     # localise_quantile (where the alignment weight starts; 0.1 above): 0.5: circle 51.2 % (+10 yellow), diamond
     # 3.0 % (+21 circle); 0.8: circle 65.4 % (+10 yellow), diamond 4.6 % (+13 circle): a sharper weight trades
     # erasure for the rest along the same curve, so the preset keeps 0.1.
-    # The bar (drop >= 60 %, others within 10 points) is not met; see the README.
+    # Those were on the first toy GAN, which drew circles in two thirds of its samples. Retuned on the latent toy GAN
+    # (issue 19: every object about 12.5 %; circle 13.8 % of 1000 latents of seed 1): the old preset (lr 0.01, λ_perc
+    # 3000) drops circles by 10 % (worst +4.1); λ_perc 1000 / 300: 8 % / 9 %; 800 steps: 2 %; lr 0.02: 49 % (+7.7
+    # square); lr 0.03: 73 % (+10.0 crescent), diamond 86 % (+5.7), red 31 % (+9.7); lr 0.03 with λ_perc 10000: 54 %
+    # (+2.8); lr 0.04 with λ_perc 10000: 57 % (+7.8); lr 0.03 with λ_perc 5000: 61 % (+4.5), the preset. The benchmark
+    # (README) says where it meets the bar (drop >= 60 %, others within 10 points).
     presets = {
         "toy": {
             "max_train_steps": 400,
@@ -139,10 +144,10 @@ class TextToUnlearnConfig(EraseConfig):
             "mapper_learning_rate": 0.001,
             "mapper_scale": 1.0,
             "batch_size": 16,
-            "learning_rate": 0.01,
+            "learning_rate": 0.03,
             "train_part": "all",
             "perceptual": "judge",
-            "perceptual_lambda": 3000.0,
+            "perceptual_lambda": 5000.0,
             "localise": "alignment",
             "direction_samples": 256,
             "eval_samples": 256,

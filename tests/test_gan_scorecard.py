@@ -36,7 +36,7 @@ def shifted(toy_gan):
 
 def test_a_generator_against_itself_scores_no_change(toy_gan):
     card = gan_scorecard(toy_gan, toy_gan, "circle", "toy", num_samples=NUM_SAMPLES, clip="toy")
-    assert card.forget_rate["base"] == card.forget_rate["erased"] > 0.2
+    assert card.forget_rate["base"] == card.forget_rate["erased"] > 0.08  # the toy GAN draws circles in 1 of 8
     assert card.rates["pul"] == 0.0
     assert card.rates["worst_other"]["shift"] == 0.0
     assert card.gamma["in_domain"]["gamma"] == 0.0 and card.gamma["out_of_domain"]["gamma"] == 0.0

@@ -166,14 +166,16 @@ def test_erasing_circle_by_text_drops_it_and_keeps_the_rest(toy_gan, circle_eras
     erased = toy_gan.with_generator(circle_erased.components["generator"])
     before = object_frequency(toy_gan, heldout, num_samples=NUM_SAMPLES, seed=1)
     after = object_frequency(erased, heldout, num_samples=NUM_SAMPLES, seed=1)
-    assert before["circle"] >= 0.3, f"the toy GAN should draw circles often: {before}"
+    assert before["circle"] >= 0.08, f"the toy GAN should draw circles in about 1 of 8 samples: {before}"
     drop = (before["circle"] - after["circle"]) / before["circle"]
-    # A drop of 0.3 at 500 samples is about 9 standard errors of the share's difference; the toy preset measures far
-    # above it (benchmarks/results/text_to_unlearn.json).
+    # The toy preset drops circles by 61 % on 1000 latents (benchmarks/results/text_to_unlearn.json). At 500 samples
+    # the circle share (about 14 %) has a standard error of 1.6 points, so a drop of 0.3 (4 points) is well clear of
+    # noise and well below what the preset measures.
     assert drop >= 0.3, f"circle share {before['circle']:.3f} -> {after['circle']:.3f} (drop {drop:.2f})"
-    # Survivors: objects the base draws in >= 3 % of samples keep at least 1.5 % (none vanishes with the circles).
-    lost = {o: after[o] for o, f in before.items() if o != "circle" and f >= 0.03 and after[o] < 0.015}
-    assert not lost, f"objects vanished with the circles: {lost} (before {before}, after {after})"
+    # Survivors: no other object's share moves by more than 12 points (the 10, plus about one standard error
+    # of a share's difference at 500 samples); the preset measures 4.5 on 1000.
+    shifts = {o: round(after[o] - before[o], 3) for o in before if o != "circle"}
+    assert max(map(abs, shifts.values())) <= 0.12, f"other objects moved with the circles: {shifts}"
     # γ in the metrics says the CLIP alignment of "circle" moved, with the backbone named.
     assert circle_erased.metrics["gamma"] > 0 and not math.isnan(circle_erased.metrics["gamma"])
     assert circle_erased.metrics["gamma_backbone"].startswith("toy")

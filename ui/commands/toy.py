@@ -12,13 +12,14 @@ def cmd_toy(argv: Sequence[str]) -> int:
     parser = Parser(prog=f"{PROG} toy", description="Build or inspect the bundled toy world.")
     sub = parser.add_subparsers(dest="action", required=True, parser_class=Parser)
     build = sub.add_parser(
-        "build", help="Train the toy world from scratch (about 3.5 h on 2 CPU cores; --stages picks parts)."
+        "build", help="Train the toy world from scratch (about 4.5 h on 2 CPU cores; --stages picks parts)."
     )
     build.add_argument("--output_dir", default=None, help="Where to write (default: the package's toy assets).")
     build.add_argument(
         "--stages",
         default=None,
-        help="Comma-separated stages (default: judge,vae,sd,clip,gan; also gan_without:OBJECT).",
+        help="Comma-separated stages (default: judge,judge_heldout,vae,sd,onestep,clip,gan; the gan is distilled from "
+        "onestep; also gan_without:OBJECT).",
     )
     build.add_argument("--seed", type=int, default=0)
     grid = sub.add_parser("grid", help="Write a prompts x seeds sample grid of a model.")
