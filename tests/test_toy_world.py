@@ -266,10 +266,13 @@ def test_shipped_toy_gan_draws_every_object_sharply_by_the_heldout_judge():
 def test_gan_without_an_object_narrows_the_partition_and_never_asks_for_it(tmp_path):
     """The Ret-FD reference: the same recipe, with the latent partition's object block narrowed to the other 7."""
     import gan
+    from pipelines.errors import ConfigError
     from pipelines.toy.build_gan import partition_labels, train_gan
     from pipelines.toy.world import OBJECTS
 
-    report = train_gan(tmp_path, steps=1, batch_size=4, exclude_object="circle", eval_samples=0, probe_every=0)
+    with pytest.raises(ConfigError, match="'dragon' is not a toy object; choose one of circle"):
+        train_gan(tmp_path, steps=1, exclude_object="dragon")
+    report = train_gan(tmp_path, steps=1, batch_size=4, exclude_object="Circle", eval_samples=0, probe_every=0)
     bundle = gan.load(tmp_path / "gan_without_circle")
     assert report["exclude_object"] == "circle" and bundle.is_latent
     assert bundle.generator.one_hot_blocks[0] == (0, 7)

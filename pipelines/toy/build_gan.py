@@ -203,6 +203,16 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
+def _excluded_object(exclude_object: str | None) -> str | None:
+    """``exclude_object`` as a toy object's canonical name (``None`` stays ``None``), or a ConfigError naming them."""
+    if exclude_object is None:
+        return None
+    obj = canonical(exclude_object)
+    if obj not in OBJECTS:
+        raise ConfigError(f"exclude_object={exclude_object!r} is not a toy object; choose one of {', '.join(OBJECTS)}")
+    return obj
+
+
 def _render_training_set(
     num_images: int,
     seed: int,
@@ -446,7 +456,8 @@ def train_gan(
     """
     import shutil
 
-    name = "gan" if exclude_object is None else f"gan_without_{canonical(exclude_object)}"
+    exclude_object = _excluded_object(exclude_object)
+    name = "gan" if exclude_object is None else f"gan_without_{exclude_object}"
     folder = Path(out) / name
     # Probe grids and the resumable state sit beside the bundle while it trains, and go once it is saved.
     scratch = Path(out) / f".{name}.build"
@@ -559,13 +570,7 @@ def train_pixel_gan(
     from pipelines.gan import GANBundle, save_bundle
     from pipelines.stylegan2 import Discriminator, Generator
 
-    if exclude_object is not None:
-        obj = canonical(exclude_object)
-        if obj not in OBJECTS:
-            raise ConfigError(
-                f"exclude_object={exclude_object!r} is not a toy object; choose one of {', '.join(OBJECTS)}"
-            )
-        exclude_object = obj
+    exclude_object = _excluded_object(exclude_object)
     folder = Path(out) / ("gan" if exclude_object is None else f"gan_without_{exclude_object}")
     device = torch.device(device)
 
@@ -871,13 +876,8 @@ def train_latent_gan(
     fresh build (``sd/``, ``onestep/``), else from the installed toy world. Returns the report: probes, seconds, and
     ``quality`` / ``quality_heldout``."""
     trial_settings = dict(locals())  # the arguments, for the bundle's recipe
-    objects = list(OBJECTS)
-    if exclude_object is not None:
-        if canonical(exclude_object) not in OBJECTS:
-            raise ConfigError(
-                f"exclude_object={exclude_object!r} is not a toy object; choose one of {', '.join(OBJECTS)}"
-            )
-        objects.remove(canonical(exclude_object))
+    exclude_object = _excluded_object(exclude_object)
+    objects = [o for o in OBJECTS if o != exclude_object]
     out = Path(out)
     scratch = Path(scratch) if scratch is not None else out
     scratch.mkdir(parents=True, exist_ok=True)
@@ -928,9 +928,7 @@ def train_latent_gan(
                 return one_step_x0(one_step.unet, noise, conditions(z), one_step.init_timestep, alphas_cumprod)
 
     if not (distill_weight > 0 and distill_reals):
-        reals, labels = _render_training_set(
-            num_images, seed + 5, exclude_object and canonical(exclude_object), TOY_GAN_STYLES, TOY_GAN_BACKGROUNDS
-        )
+        reals, labels = _render_training_set(num_images, seed + 5, exclude_object, TOY_GAN_STYLES, TOY_GAN_BACKGROUNDS)
         with torch.no_grad():  # the training set as latents, once
             chunks = [reals[i : i + 500] for i in range(0, len(reals), 500)]
             latents = torch.cat([vae.encode(chunk).latent_dist.mean * scale for chunk in chunks])
