@@ -361,15 +361,17 @@ class TextToUnlearn(EraseMethod):
         frozen = copy.deepcopy(bundle.generator).eval().requires_grad_(False)
         history: list[dict[str, float]] = []
         metrics: dict[str, Any] = {"clip": clip.name, "prompts": prompts, "objective": cfg.objective}
+        # Loaded before the seed is set: building a network draws from the global generator, and the perceptual
+        # network is cached per process, so loading it under the seed made a run depend on what ran before it.
+        perceptual = self._perceptual(bundle) if cfg.objective == "directional" else None
+        identity = getattr(data, "identity_network", None) if data is not None else None
+        metrics["perceptual"] = cfg.perceptual if perceptual is not None else "none"
+        metrics["identity"] = "given" if identity is not None and cfg.id_lambda > 0 else "none"
 
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(cfg.seed)
             with torch.no_grad():
                 text = clip.encode_text(prompts)  # t_p, (P, D)
-            identity = getattr(data, "identity_network", None) if data is not None else None
-            perceptual = self._perceptual(bundle) if cfg.objective == "directional" else None
-            metrics["perceptual"] = cfg.perceptual if perceptual is not None else "none"
-            metrics["identity"] = "given" if identity is not None and cfg.id_lambda > 0 else "none"
 
             # Stage A: one StyleCLIP mapper per prompt, and the concept direction î_p it reveals in CLIP space.
             directions: list[torch.Tensor] = []

@@ -108,6 +108,18 @@ def test_only_the_chosen_part_trains_and_the_base_is_untouched(toy_gan):
     assert [h["stage"] for h in result.loss_history] == [1.0, 1.0, 2.0, 2.0]
 
 
+def test_a_seed_gives_the_same_generator_whatever_ran_before(toy_gan):
+    """The perceptual network (the toy judge) is cached per process; building it once drew from the seeded generator,
+    so the same seed gave a different erasure in a fresh process than after another run (62 % against 55 %)."""
+    from pipelines.toy.judge import installed_toy_judge
+
+    options = dict(concept="circle", preset="toy", seed=0, max_train_steps=4, batch_size=2, direction_samples=4)
+    installed_toy_judge.cache_clear()
+    fresh = erase("text_to_unlearn", toy_gan, eval_samples=0, **options).components["generator"]
+    cached = erase("text_to_unlearn", toy_gan, eval_samples=0, **options).components["generator"]
+    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), cached.parameters()))
+
+
 def test_a_latent_gan_and_an_identity_network():
     """The latent route (the VAE decodes what CLIP sees) and the identity term, on tiny random models."""
     import torch.nn.functional as F
