@@ -560,3 +560,15 @@ def test_toy_clip_recognises_toy_objects():
         images = [render(Scene(obj, "red", "solid", "black"), rng) for _ in range(4)]
         hits += sum(v.success for v in judge(images, obj))
     assert hits / (4 * len(OBJECTS)) >= 0.5  # chance is 1/8
+
+
+@pytest.mark.parametrize("judge_class", ["ToyJudge", "HeldOutToyJudge"])
+def test_loading_a_toy_judge_leaves_the_global_random_stream_alone(judge_class):
+    """A judge built inside a seeded run (a perceptual term, a cached judge) must not shift the run's draws."""
+    from pipelines.toy import judge as toy_judge
+
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    getattr(toy_judge, judge_class)()
+    assert torch.equal(torch.rand(4), expected)

@@ -43,7 +43,10 @@ class ToyJudge(Judge):
         config = json.loads((folder / "config.json").read_text())
         self.heads: dict[str, list[str]] = config["heads"]
         self.architecture = config.get("architecture", "cnn")
-        self.net = judge_net_from_config(config)
+        # Built off the global random stream: the initial weights are overwritten at once, and a judge loaded in a
+        # seeded run (a method's perceptual term, the cached ``installed_toy_judge``) must not shift that run's draws.
+        with torch.random.fork_rng(devices=[]):
+            self.net = judge_net_from_config(config)
         # Weights may be stored in fp16 (the package budget); the judge computes in fp32.
         weights = load_file(folder / "model.safetensors")
         self.net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
