@@ -69,6 +69,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from erasure.base import EraseConfig, EraseData, EraseMethod, EraseResult, RunMeter, StepCallback, notify, register
 from pipelines.artifacts import base_identity
@@ -113,6 +114,8 @@ class TextToUnlearnConfig(EraseConfig):
         localise_quantile (`float`, defaults to 0.1): with ``alignment``, the quantile of the base samples'
             alignment below which a sample is not pushed.
         id_lambda (`float`, defaults to 0.1): λ_ID (needs ``EraseData(identity_network=...)``; else no-op).
+        ema_decay (`float`, defaults to 0.0): if positive, the result is an exponential moving average of the
+            fine-tuned weights with this decay (an addition; 0 keeps the last iterate, as the paper does).
         eval_samples (`int`, defaults to 512): shared latents for γ in the metrics at the end (0 skips it).
     """
 
@@ -218,6 +221,13 @@ class TextToUnlearnConfig(EraseConfig):
     id_lambda: float = field(
         default=0.1, metadata={"help": "λ_ID of the identity term (StyleCLIP: 0.1); a no-op without a network."}
     )
+    ema_decay: float = field(
+        default=0.0,
+        metadata={
+            "help": "If positive, return an exponential moving average of the fine-tuned weights with this decay "
+            "(an addition to the paper; 0 returns the last iterate)."
+        },
+    )
     eval_samples: int = field(default=512, metadata={"help": "Shared latents for γ at the end (0 skips it)."})
 
     def validate(self) -> None:
@@ -244,6 +254,8 @@ class TextToUnlearnConfig(EraseConfig):
             raise ConfigError(f"perceptual={self.perceptual!r} is not one of {', '.join(PERCEPTUAL_CHOICES)}")
         if self.eval_samples < 0:
             raise ConfigError(f"eval_samples must be 0 (skip) or positive, got {self.eval_samples}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1) (0: no average), got {self.ema_decay}")
         if self.objective == "directional" and self.max_train_steps < 2 * len(self.text_prompts):
             raise ConfigError(
                 f"max_train_steps={self.max_train_steps} is too few for a mapper per prompt and a fine-tuning step; "
@@ -417,6 +429,9 @@ class TextToUnlearn(EraseMethod):
             generator = copy.deepcopy(frozen).train()
             trainable = self._select(generator)
             optimizer = torch.optim.Adam(trainable, lr=cfg.learning_rate, betas=(0.0, 0.99))
+            average = (
+                AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay)) if cfg.ema_decay else None
+            )
             for _ in range(tune_steps):
                 z = torch.randn(cfg.batch_size, frozen.style_dim, device=device)
                 with torch.no_grad():
@@ -444,6 +459,8 @@ class TextToUnlearn(EraseMethod):
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if average is not None:
+                    average.update_parameters(generator)
                 logs = {
                     "stage": 2.0,
                     "loss": loss.item(),
@@ -454,6 +471,8 @@ class TextToUnlearn(EraseMethod):
                 history.append(logs)
                 notify(callback, len(history), cfg.max_train_steps, logs)
 
+        if average is not None:
+            generator = average.module
         generator.eval().requires_grad_(False)
         trained = sorted(n for n, p in generator.named_parameters() if self._trains(n))
         metrics.update(meter.metrics(sum(p.numel() for p in trainable)))

@@ -129,6 +129,22 @@ def test_the_advunlearn_preset_search_passes_a_candidate_only_on_every_seed(monk
     assert result["damaging"]["passes"] is False
     assert result["partial"]["passes"] is None and result["partial"]["missing"] == ["star seed 1"]
 
+    # A later session: the earlier JSON's runs and ESD ASRs carry over; a re-measured run replaces its earlier one;
+    # a planned candidate without a run is listed with every point missing.
+    later = [record("advunlearn", "partial", 1, 0.5), record("advunlearn", "good", 0, 0.75)]
+    planned["unstarted"] = [("star", 0)]
+    merged = summarise(later, planned, {"candidates": result}, {"unstarted": {"retain_loss_weight": 10.0}})
+    assert [run["ASR"] for run in merged["partial"]["runs"]] == [0.0, 0.5]
+    assert merged["partial"]["passes"] is True and merged["partial"]["runs"][0]["from"] == "previous"
+    assert merged["good"]["passes"] is False  # seed 0 re-measured at ESD's ASR, read from the earlier JSON
+    assert merged["unstarted"] == {
+        "overrides": {"retain_loss_weight": 10.0},
+        "runs": [],
+        "missing": ["star seed 0"],
+        "passes": None,
+        "summary": {"ASR": None, "retain shift": None, "seeds below esd": 0, "runs": 0},
+    }
+
 
 def test_preset_robustness_reads_spreads_across_studies_and_thread_counts(monkeypatch):
     """benchmarks/preset_robustness.py: a method holds when forget and ASR stay within 25 points over every run (two
