@@ -67,6 +67,8 @@ def test_registered_with_a_toy_preset_and_json_round_trip():
         ({"localise_quantile": 1.0}, r"localise_quantile must be in \[0, 1\)"),
         ({"train_part": "decoder"}, "not allowed"),
         ({"max_train_steps": 1}, "too few"),
+        ({"direction_norm_floor": 0.0}, "direction_norm_floor must be positive"),
+        ({"lr_warmup_steps": -1}, "lr_warmup_steps must be 0 or positive"),
     ],
 )
 def test_bad_configs_are_refused_with_the_fix(options, expected):
@@ -148,9 +150,9 @@ def test_localised_losses_weight_samples_in_zero_to_one(localise, monkeypatch):
     seen = []
     original = text_to_unlearn.directional_loss
 
-    def spy(delta, direction, weights=None):
+    def spy(delta, direction, weights=None, *args):
         seen.append(weights)
-        return original(delta, direction, weights)
+        return original(delta, direction, weights, *args)
 
     monkeypatch.setattr(text_to_unlearn, "directional_loss", spy)
     result = erase(
@@ -160,6 +162,35 @@ def test_localised_losses_weight_samples_in_zero_to_one(localise, monkeypatch):
     assert len(seen) == 3 and all(w is not None and w.shape == (4,) for w in seen)
     assert all(bool(((w >= 0) & (w <= 1)).all()) for w in seen)
     assert len([h for h in result.loss_history if h["stage"] == 2.0]) == 3
+
+
+def test_the_directional_loss_has_a_bounded_gradient_where_nothing_changed_yet():
+    """At the first step ΔI = 0: with the default floor the gradient is d / 1e-8 (the spike that makes the first Adam
+    step the whole erasure); with ``norm_floor`` it is d / floor."""
+    from gan.text_to_unlearn import directional_loss
+
+    direction = torch.nn.functional.normalize(torch.randn(8), dim=0)
+    for floor, scale in ((1e-8, 1e8), (0.1, 10.0)):
+        delta = torch.zeros(1, 8, requires_grad=True)
+        directional_loss(delta, direction, norm_floor=floor).backward()
+        assert torch.allclose(delta.grad[0], -direction * scale, rtol=1e-4)
+
+
+def test_a_warm_up_makes_the_first_step_leave_the_generator_alone():
+    """``lr_warmup_steps``: the rate starts at 0, so one fine-tuning step changes nothing; without it, one does."""
+    from doubles import tiny_bundle
+
+    def one_step(**options):
+        bundle = tiny_bundle(0)
+        result = erase(
+            "text_to_unlearn", bundle, concept="circle", objective="clip_distance", max_train_steps=1, batch_size=2,
+            eval_samples=0, train_part="all", **options,
+        )  # fmt: skip
+        after = result.components["generator"].state_dict()
+        return max((after[k] - v).abs().max().item() for k, v in bundle.generator.state_dict().items())
+
+    assert one_step(lr_warmup_steps=5) == 0.0
+    assert one_step() > 0.0
 
 
 def test_gamma_is_zero_between_a_generator_and_itself(toy_gan):
