@@ -7,11 +7,12 @@
 Reads the studies' ``results.jsonl`` (nothing is re-run) and writes ``benchmarks/results/advunlearn_presets.json``:
 for each AdvUnlearn candidate (a leaderboard label, e.g. ``advunlearn (toy)`` or ``advunlearn (layer 0)``), its
 config overrides, and per concept and erasure seed its ASR beside ESD's at the same concept and seed, its pre-ASR,
-forget rate and retain shift, the torch threads it ran with, and whether it passes: **ASR below ESD's at every seed
-and concept, and no other object moved by more than 10 points**. Runs still missing are listed (every candidate of
-the search's job file, run or not), so a partial search says what it has not measured yet instead of passing or
-failing on what it has. ``--keep_previous`` keeps the runs of the JSON already written that the given studies do not
-re-measure (a search spread over sessions, whose earlier study folders are gone), and ESD's ASRs from it.
+forget rate and retain shift, the torch threads it ran with, and whether it passes: **ASR below ESD's at every seed and
+concept, and no other object moved by more than 10 points**. Runs still missing are listed (every candidate of the
+search's job file, run or not), so a partial search says what it has not measured yet instead of passing on what it has
+(one failing run fails a candidate at once). ``--keep_previous`` keeps the runs of the JSON already written that the
+given studies do not re-measure (a search spread over sessions, whose earlier study folders are gone), and ESD's ASRs
+from it.
 """
 
 from __future__ import annotations
@@ -100,10 +101,12 @@ def summarise(
         done = {(run["concept"], run["seed"]) for run in entry["runs"]}
         entry["missing"] = [f"{c} seed {s}" for c, s in (planned or {}).get(label, []) if (c, s) not in done]
         checks = [(run["asr below esd"], run["others kept"]) for run in entry["runs"]]
-        if entry["missing"] or any(None in pair for pair in checks):
+        if any(False in pair for pair in checks):
+            entry["passes"] = False  # one failing run decides it, measured or not the rest
+        elif entry["missing"] or any(None in pair for pair in checks):
             entry["passes"] = None  # not fully measured
         else:
-            entry["passes"] = all(below and kept for below, kept in checks)
+            entry["passes"] = True
         asrs = [run["ASR"] for run in entry["runs"] if run["ASR"] is not None]
         shifts = [run["retain shift"] for run in entry["runs"] if run["retain shift"] is not None]
         entry["summary"] = {
@@ -148,7 +151,8 @@ def main() -> None:
         if spec.is_file():
             source = json.loads(spec.read_text())["spec"] if spec.suffix == ".json" else spec
             more_planned, more_overrides = _planned(load_spec(source))
-            planned.update(more_planned)
+            for label, points in more_planned.items():  # the union: a study may run a slice of the search
+                planned[label] = list(dict.fromkeys([*planned.get(label, []), *points]))
             overrides.update(more_overrides)
     for folder in map(Path, args.studies):
         if not (folder / RESULTS_FILE).is_file():

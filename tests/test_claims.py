@@ -123,11 +123,14 @@ def test_the_advunlearn_preset_search_passes_a_candidate_only_on_every_seed(monk
     records += [record("advunlearn", "damaging", s, 0.25, shift=0.29 if s == 1 else 0.0) for s in (0, 1, 2)]
     planned = {"good": [("star", 0), ("star", 1), ("star", 2)], "partial": [("star", 0), ("star", 1)]}
     records += [record("advunlearn", "partial", 0, 0.0)]
+    planned["failed early"] = [("star", 0), ("star", 1)]
+    records += [record("advunlearn", "failed early", 0, 0.75)]
     result = summarise(records, planned)
     assert result["good"]["passes"] is True and result["good"]["summary"]["seeds below esd"] == 3
     assert result["tied"]["passes"] is False  # equal to ESD's at seed 1 is not below it
     assert result["damaging"]["passes"] is False
     assert result["partial"]["passes"] is None and result["partial"]["missing"] == ["star seed 1"]
+    assert result["failed early"]["passes"] is False  # one run at ESD's ASR decides it before seed 1 runs
 
     # A later session: the earlier JSON's runs and ESD ASRs carry over; a re-measured run replaces its earlier one;
     # a planned candidate without a run is listed with every point missing.
