@@ -125,10 +125,11 @@ class ATUConfig(EraseConfig):
     # this GAN every object has its own input coordinates, and the negatively adapted copy changes what the *other*
     # objects' coordinates draw (99 % of its samples are circles), so repelling from it barely touches the circles'
     # own; only the strongest repulsion (IL2) removes most of them, at the price of moving others. IL2 γ = 3 is the
-    # compromise; it does not reach the bar (PUL >= 90 % with others within 10 points). Three adapted models
-    # (K = 3, 300 adaptation steps each, the distance averaged over them, 300 unlearning steps, IL2 γ = 3): 55 / 12.4
-    # (circles into crosses), worse than one. R1 and the EMA are scaled down with the run (a 600-step run cannot wait
-    # for rosinality's 10k-image EMA half-life).
+    # compromise; it does not reach the bar (PUL >= 90 % with others within 10 points). Three adapted models (K
+    # = 3, 300 adaptation steps each, the distance averaged over them, 300 unlearning steps, IL2 γ = 3): 55 / 12.4
+    # (circles into crosses), worse than one. A longer unlearning stage (300 adaptation + 600 unlearning steps): IL2 γ
+    # = 3 57 / 9.8 (hearts; solid style -15), γ = 1 54 / 9.6 (triangles; -13). R1 and the EMA are scaled down with the
+    # run (a 600-step run cannot wait for rosinality's 10k-image EMA half-life).
     presets = {
         "toy": {
             "max_train_steps": 600,
