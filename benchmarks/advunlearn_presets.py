@@ -146,14 +146,18 @@ def main() -> None:
     args = parser.parse_args()
     from pipelines.jobs import load_spec
 
+    if not Path(args.job).is_file():
+        raise SystemExit(f"the job file {args.job} does not exist; pass the search's job file with --job")
+    specs = [load_spec(args.job)]  # the whole search, then the slices the studies ran
+    for folder in map(Path, args.studies):
+        if (folder / "study.json").is_file():
+            specs.append(load_spec(json.loads((folder / "study.json").read_text())["spec"]))
     records, planned, overrides = [], {}, {}
-    for spec in [Path(args.job)] + [Path(f) / "study.json" for f in args.studies]:
-        if spec.is_file():
-            source = json.loads(spec.read_text())["spec"] if spec.suffix == ".json" else spec
-            more_planned, more_overrides = _planned(load_spec(source))
-            for label, points in more_planned.items():  # the union: a study may run a slice of the search
-                planned[label] = list(dict.fromkeys([*planned.get(label, []), *points]))
-            overrides.update(more_overrides)
+    for spec in specs:
+        more_planned, more_overrides = _planned(spec)
+        for label, points in more_planned.items():  # the union: a study may run a slice of the search
+            planned[label] = list(dict.fromkeys([*planned.get(label, []), *points]))
+        overrides.update(more_overrides)
     for folder in map(Path, args.studies):
         if not (folder / RESULTS_FILE).is_file():
             raise SystemExit(f"{folder} holds no {RESULTS_FILE}; run the study first (erasure-studio run ...)")

@@ -404,8 +404,8 @@ class TextToUnlearn(EraseMethod):
         frozen = copy.deepcopy(bundle.generator).eval().requires_grad_(False)
         history: list[dict[str, float]] = []
         metrics: dict[str, Any] = {"clip": clip.name, "prompts": prompts, "objective": cfg.objective}
-        # Loaded before the seed is set: building a network draws from the global generator, and the perceptual
-        # network is cached per process, so loading it under the seed made a run depend on what ran before it.
+        # Loaded before the seed is set, so that no loader can shift the run's draws (the toy judge is now built off
+        # the global random stream too; a cached judge once made a run depend on what ran before it).
         perceptual = self._perceptual(bundle) if cfg.objective == "directional" else None
         identity = getattr(data, "identity_network", None) if data is not None else None
         metrics["perceptual"] = cfg.perceptual if perceptual is not None else "none"
