@@ -13,8 +13,9 @@ latents judged by the held-out toy judge (``toy-heldout``: no run here trains ag
   out-of-domain (paraphrases the run never saw);
 - wall seconds of the erasure.
 
-Writes ``benchmarks/results/text_to_unlearn.json``. Run: ``python benchmarks/text_to_unlearn.py`` (about 11 minutes on
-2 CPU cores); ``--concepts circle --runs directional`` for a subset.
+Writes ``benchmarks/results/text_to_unlearn.json``. Run: ``python benchmarks/text_to_unlearn.py`` (about 22 minutes on
+2 CPU cores); ``--concepts circle --runs directional`` for a subset, with ``--update`` to replace only those rows of
+the existing file.
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(OUT))
     parser.add_argument("--gan", default="toy", help="the GAN to erase from: toy, or a bundle folder")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="re-measure only the --concepts x --runs given and keep the output's other rows (e.g. after a preset "
+        "change: --runs directional --update)",
+    )
     args = parser.parse_args()
 
     bundle = gan.load(args.gan)
@@ -110,6 +117,16 @@ def main() -> None:
             }
             print(json.dumps({k: v for k, v in run.items() if k != "shares_after"}), flush=True)
             runs.append(run)
+
+    if args.update and Path(args.output).exists():
+        measured = {(run["concept"], run["run"]) for run in runs}
+        kept = [
+            run
+            for run in json.loads(Path(args.output).read_text())["runs"]
+            if (run["concept"], run["run"]) not in measured
+        ]
+        order = {concept: i for i, concept in enumerate(dict.fromkeys(r["concept"] for r in kept + runs))}
+        runs = sorted(kept + runs, key=lambda r: (order[r["concept"]], RUNS.index(r["run"])))
 
     report = {
         "benchmark": "text_to_unlearn on the toy StyleGAN2",

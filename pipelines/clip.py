@@ -119,6 +119,12 @@ class ClipBackbone:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def logit_scale(self) -> float:
+        """The temperature the backbone learned for its image-text logits, exp(τ) (CLIP's ends at its clamp, 100)."""
+        scale = getattr(self.model.model, "logit_scale", None)  # transformers' CLIPModel and open_clip's CLIP alike
+        return float(scale.exp()) if isinstance(scale, torch.Tensor) else 100.0
+
     # ------------------------------------------------------------ differentiable embeddings
 
     def _image_geometry(self) -> tuple[int, list[float], list[float]]:

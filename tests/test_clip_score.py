@@ -135,6 +135,8 @@ def test_local_transformers_clip_folder_loads_offline(tiny_clip, images, tmp_pat
     from_disk = clip_score(images, PROMPTS, backbone=loaded)
     assert from_disk.value == pytest.approx(direct.value, abs=1e-4)
     assert from_disk.backbone == str((tmp_path / "clip").resolve())
+    # the temperature the backbone learned, for zero-shot reads (Text-to-Unlearn's keep term)
+    assert loaded.logit_scale == pytest.approx(float(model.logit_scale.exp()), rel=1e-5)
 
 
 @pytest.mark.slow

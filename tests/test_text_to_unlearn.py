@@ -69,6 +69,9 @@ def test_registered_with_a_toy_preset_and_json_round_trip():
         ({"max_train_steps": 1}, "too few"),
         ({"direction_norm_floor": 0.0}, "direction_norm_floor must be positive"),
         ({"lr_warmup_steps": -1}, "lr_warmup_steps must be 0 or positive"),
+        ({"keep_prompts": ["a red shape", " "]}, "a keep prompt is empty"),
+        ({"keep_prompts": ["a red shape"]}, "at least two prompts"),
+        ({"keep_lambda": -1.0}, "keep_lambda must not be negative"),
     ],
 )
 def test_bad_configs_are_refused_with_the_fix(options, expected):
@@ -193,6 +196,40 @@ def test_a_warm_up_makes_the_first_step_leave_the_generator_alone():
     assert one_step() > 0.0
 
 
+def test_the_keep_term_is_zero_until_clips_reading_moves():
+    """``keep_prompts``: KL of CLIP's zero-shot reading among them, 0 for an unchanged sample, positive for one that
+    moved from one kept value towards another, and its gradient reaches the tuned embedding."""
+    from gan.text_to_unlearn import zero_shot_shift
+
+    keep_text = torch.nn.functional.normalize(torch.randn(3, 16), dim=-1)
+    reference = torch.nn.functional.normalize(keep_text[0] + 0.1 * torch.randn(2, 16), dim=-1)
+    assert torch.allclose(zero_shot_shift(reference, reference, keep_text, 20.0), torch.zeros(2), atol=1e-6)
+    moved = torch.nn.functional.normalize(reference + keep_text[1], dim=-1).requires_grad_(True)
+    shift = zero_shot_shift(moved, reference, keep_text, 20.0)
+    assert bool((shift > 0.1).all())
+    shift.sum().backward()
+    assert moved.grad is not None and moved.grad.abs().sum() > 0
+
+
+def test_keep_prompts_that_name_the_concept_are_left_out():
+    from gan.text_to_unlearn import prompts_not_naming
+
+    keep = ["a circle", "a red circle", "a square", "a circular star", "an orange shape"]
+    assert prompts_not_naming(keep, "circle") == ["a square", "a circular star", "an orange shape"]
+    assert prompts_not_naming(keep, "red circle") == ["a circle", "a square", "a circular star", "an orange shape"]
+
+
+def test_keep_prompts_add_a_logged_term(toy_gan):
+    result = erase(
+        "text_to_unlearn", toy_gan, concept="circle", keep_prompts=["a circle", "a square", "a star"],
+        max_train_steps=4, batch_size=2, direction_samples=4, eval_samples=0, train_part="all", learning_rate=0.01,
+    )  # fmt: skip
+    assert result.metrics["keep_prompts"] == ["a square", "a star"]
+    tuning = [h for h in result.loss_history if h["stage"] == 2.0]
+    assert tuning and all("loss_keep" in h and math.isfinite(h["loss_keep"]) for h in tuning)
+    assert tuning[0]["loss_keep"] == pytest.approx(0.0, abs=1e-6)  # G_t = G_f at the first step
+
+
 def test_gamma_is_zero_between_a_generator_and_itself(toy_gan):
     same = degree_of_unlearning(toy_gan, toy_gan, "toy", ["a circle", "a star"], num_samples=64)
     assert same["gamma"] == 0.0
@@ -211,12 +248,12 @@ def test_erasing_circle_by_text_drops_it_and_keeps_the_rest(toy_gan, circle_eras
     after = object_frequency(erased, heldout, num_samples=NUM_SAMPLES, seed=1)
     assert before["circle"] >= 0.08, f"the toy GAN should draw circles in about 1 of 8 samples: {before}"
     drop = (before["circle"] - after["circle"]) / before["circle"]
-    # The toy preset drops circles by 61 % on 1000 latents (benchmarks/results/text_to_unlearn.json). At 500 samples
-    # the circle share (about 14 %) has a standard error of 1.6 points, so a drop of 0.3 (4 points) is well clear of
-    # noise and well below what the preset measures.
-    assert drop >= 0.3, f"circle share {before['circle']:.3f} -> {after['circle']:.3f} (drop {drop:.2f})"
+    # The toy preset drops circles by 86 % on 1000 latents (benchmarks/results/text_to_unlearn.json; 73 % at erasure
+    # seed 2). At 500 samples the circle share (about 14 %) has a standard error of 1.6 points, so a drop of 0.5
+    # (7 points) is well clear of noise and below what the preset measures at any seed tried.
+    assert drop >= 0.5, f"circle share {before['circle']:.3f} -> {after['circle']:.3f} (drop {drop:.2f})"
     # Survivors: no other object's share moves by more than 12 points (the issue's 10, plus about one standard error
-    # of a share's difference at 500 samples); the preset measures 4.5 on 1000.
+    # of a share's difference at 500 samples); the preset measures +8.6 (crosses) on 1000.
     shifts = {o: round(after[o] - before[o], 3) for o in before if o != "circle"}
     assert max(map(abs, shifts.values())) <= 0.12, f"other objects moved with the circles: {shifts}"
     # γ in the metrics says the CLIP alignment of "circle" moved, with the backbone named.
