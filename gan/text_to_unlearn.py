@@ -485,7 +485,15 @@ class TextToUnlearn(EraseMethod):
                 keep_prompts = prompts_not_naming(cfg.keep_prompts, cfg.concept)
                 directional = cfg.objective == "directional"
                 keep_text = clip.encode_text(keep_prompts) if directional and len(keep_prompts) > 1 else None
+                if directional and cfg.keep_prompts and keep_text is None:
+                    warnings.warn(
+                        f"keep_prompts leaves {len(keep_prompts)} prompt(s) once those naming {cfg.concept!r} are "
+                        "left out, so the keep term is off; name at least two other values to keep",
+                        UserWarning,
+                        stacklevel=2,
+                    )
             metrics["keep_prompts"] = keep_prompts if keep_text is not None else []
+            keep_scale = clip.logit_scale  # the backbone's own zero-shot temperature
 
             # Stage A: one StyleCLIP mapper per prompt, and the concept direction î_p it reveals in CLIP space.
             directions: list[torch.Tensor] = []
@@ -558,7 +566,7 @@ class TextToUnlearn(EraseMethod):
                 loss_id = self._identity_loss(identity, images, reference)
                 loss_keep = images.new_zeros(())
                 if keep_text is not None:
-                    loss_keep = zero_shot_shift(embedding, reference_embedding, keep_text, clip.logit_scale).mean()
+                    loss_keep = zero_shot_shift(embedding, reference_embedding, keep_text, keep_scale).mean()
                 loss = (
                     loss_clip
                     + cfg.perceptual_lambda * loss_perc

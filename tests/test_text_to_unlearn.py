@@ -230,6 +230,15 @@ def test_keep_prompts_add_a_logged_term(toy_gan):
     assert tuning[0]["loss_keep"] == pytest.approx(0.0, abs=1e-6)  # G_t = G_f at the first step
 
 
+def test_keep_prompts_that_leave_one_value_warn_that_the_term_is_off(toy_gan):
+    with pytest.warns(UserWarning, match="keep term is off"):
+        result = erase(
+            "text_to_unlearn", toy_gan, concept="circle", keep_prompts=["a circle", "a square"], max_train_steps=2,
+            batch_size=2, direction_samples=2, eval_samples=0,
+        )  # fmt: skip
+    assert result.metrics["keep_prompts"] == []
+
+
 def test_gamma_is_zero_between_a_generator_and_itself(toy_gan):
     same = degree_of_unlearning(toy_gan, toy_gan, "toy", ["a circle", "a star"], num_samples=64)
     assert same["gamma"] == 0.0
