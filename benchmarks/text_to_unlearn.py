@@ -8,7 +8,7 @@ latents judged by the held-out toy judge (``toy-heldout``: no run here trains ag
 - the concept's share of samples before and after, and its relative drop (the bar: >= 60 %);
 - the largest shift of any other object or colour's share, in points (the bar: <= 10);
 - FD-toy against the base generator (1000 samples each; the toy judge's features, which Text-to-Unlearn's perceptual
-  term also uses, so FD-toy flatters it);
+  term can hold, though its toy preset does not, and which Adapt-then-Unlearn's sorting reads);
 - γ, the W1 distance between CLIP alignment distributions (the toy CLIP), in-domain (the training prompt) and
   out-of-domain (paraphrases the run never saw);
 - wall seconds of the erasure.

@@ -1,7 +1,7 @@
 """Text-to-Unlearn: the contract (config, registry, artifact, bad input), γ, and a real erasure on the toy GAN.
 
-The erasure is measured by the held-out toy judge (``toy-heldout``): the method's perceptual term uses the toy judge's
-features, so that judge's verdicts on the result would not be independent.
+The erasure is measured by the held-out toy judge (``toy-heldout``): the method's perceptual term can hold the toy
+judge's features, so that judge's verdicts on the result would not be independent.
 """
 
 from __future__ import annotations
