@@ -36,7 +36,14 @@ TINY_OVERRIDES: dict[str, dict] = {
     # The tiny model has no distilled one-step generator: start SFD's generator from the teacher's UNet.
     "sfd": {"initial_generator": None, "init_from_teacher": True, "override": "circle", "batch_size": 2},
     # The tiny GAN draws 16x16 images, which the toy judge's perceptual features do not read.
-    "text_to_unlearn": {"perceptual": "none", "batch_size": 2, "direction_samples": 4, "eval_samples": 0},
+    # The toy preset's learning-rate warm-up starts at 0, so its one fine-tuning step here would change nothing.
+    "text_to_unlearn": {
+        "perceptual": "none",
+        "batch_size": 2,
+        "direction_samples": 4,
+        "eval_samples": 0,
+        "lr_warmup_steps": 0,
+    },
 }
 
 
