@@ -72,6 +72,7 @@ def test_registered_with_a_toy_preset_and_json_round_trip():
         ({"keep_prompts": ["a red shape", " "]}, "a keep prompt is empty"),
         ({"keep_prompts": ["a red shape"]}, "at least two prompts"),
         ({"keep_lambda": -1.0}, "keep_lambda must not be negative"),
+        ({"keep_share_lambda": -1.0}, "keep_share_lambda must not be negative"),
     ],
 )
 def test_bad_configs_are_refused_with_the_fix(options, expected):
@@ -211,6 +212,20 @@ def test_the_keep_term_is_zero_until_clips_reading_moves():
     assert moved.grad is not None and moved.grad.abs().sum() > 0
 
 
+def test_the_keep_share_term_reads_the_batch_not_the_sample():
+    """The batch part holds how many samples CLIP reads as each kept value: two samples that swap their readings
+    leave it at 0 (each sample's own term is not), two that both move to one value do not."""
+    from gan.text_to_unlearn import zero_shot_share_shift, zero_shot_shift
+
+    keep_text = torch.eye(3, 8)
+    reference = torch.nn.functional.normalize(keep_text[:2] + 0.05, dim=-1)
+    swapped = reference.flip(0)
+    assert zero_shot_share_shift(swapped, reference, keep_text, 20.0) == pytest.approx(0.0, abs=1e-6)
+    assert bool((zero_shot_shift(swapped, reference, keep_text, 20.0) > 1).all())
+    piled = reference[:1].expand(2, -1)
+    assert zero_shot_share_shift(piled, reference, keep_text, 20.0) > 0.1
+
+
 def test_keep_prompts_that_name_the_concept_are_left_out():
     from gan.text_to_unlearn import prompts_not_naming
 
@@ -226,7 +241,7 @@ def test_keep_prompts_add_a_logged_term(toy_gan):
     )  # fmt: skip
     assert result.metrics["keep_prompts"] == ["a square", "a star"]
     tuning = [h for h in result.loss_history if h["stage"] == 2.0]
-    assert tuning and all("loss_keep" in h and math.isfinite(h["loss_keep"]) for h in tuning)
+    assert tuning and all(math.isfinite(h["loss_keep"]) and math.isfinite(h["loss_keep_share"]) for h in tuning)
     assert tuning[0]["loss_keep"] == pytest.approx(0.0, abs=1e-6)  # G_t = G_f at the first step
 
 
