@@ -201,7 +201,8 @@ class TextToUnlearnConfig(EraseConfig):
     # (+4.1); share 0.2 alone: diamond 100 % (+11.1), circle 62 % (+5.4); λ_keep 0.01, share 0.2, 600 steps: diamond
     # 100 % (red +11.4), circle 48 % (+6.8). At every seed (0 / 1 / 2) with λ_keep 0.02: share 0.2: diamond 99 / 99
     # / 93 % (+9.3 / +13.4 / +8.2), circle 16 / 59 / 31 % (+1.5 / +6.6 / +3.2); share 0.1: diamond 99 / 99 / 97 %
-    # (+10.5 / +8.9 / +8.6), circle 55 / 63 / 51 % (+6.2 / +8.3 / +4.3): 3 of 6 within the bar; the preset fails
+    # (+10.5 / +8.9 / +8.6), circle 55 / 63 / 51 % (+6.2 / +8.3 / +4.3): 3 of 6 within the bar; share 0.05: diamond
+    # 90 / 96 / 99 % (+10.5 / +11.1 / +10.2), circle 74 / 67 / 55 % (+9.8 / +7.9 / +5.7): 2 of 6; the preset fails
     # the other way (circle met at seeds 0 and 2, diamond just over at both), so the choice is open; the preset stays.
     presets = {
         "toy": {
