@@ -83,6 +83,7 @@ next to the preset.
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -421,25 +422,25 @@ def directional_loss(
     return (weights * per_sample).sum() / weights.sum().clamp_min(1e-6)
 
 
-def zero_shot_shift(
+def zero_shot_shifts(
     embedding: torch.Tensor, reference_embedding: torch.Tensor, keep_text: torch.Tensor, logit_scale: float
-) -> torch.Tensor:
-    """KL(p_f ‖ p_t) per sample, where p is CLIP's zero-shot reading of an image among the keep prompts,
-    softmax(logit_scale · cos(E_I, t_k)) at the backbone's own temperature: how far the fine-tuning moved what the
-    kept attribute (e.g. which other object a sample is) looks like to CLIP."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """How far the fine-tuning moved CLIP's zero-shot reading among the keep prompts, p = softmax(logit_scale ·
+    cos(E_I, t_k)) at the backbone's own temperature, read once for both parts of the keep term.
+
+    Returns:
+        `tuple[torch.Tensor, torch.Tensor]`: per sample, KL(p_f ‖ p_t) (what the kept attribute, e.g. which other
+        object a sample is, looks like to CLIP), shape ``(B,)``; and for the batch, KL(q_f ‖ q_t) of the mean readings
+        q = mean_b p (the share of samples CLIP reads as each kept value), a scalar.
+    """
     log_p_tuned = F.log_softmax(logit_scale * embedding @ keep_text.T, dim=-1)
     log_p_frozen = F.log_softmax(logit_scale * reference_embedding @ keep_text.T, dim=-1)
-    return F.kl_div(log_p_tuned, log_p_frozen, log_target=True, reduction="none").sum(-1)
-
-
-def zero_shot_share_shift(
-    embedding: torch.Tensor, reference_embedding: torch.Tensor, keep_text: torch.Tensor, logit_scale: float
-) -> torch.Tensor:
-    """KL(q_f ‖ q_t) of the batch's mean zero-shot readings q = mean_b softmax(logit_scale · cos(E_I, t_k)): how far
-    the fine-tuning moved the share of samples CLIP reads as each kept value (a scalar)."""
-    share_tuned = F.softmax(logit_scale * embedding @ keep_text.T, dim=-1).mean(0)
-    share_frozen = F.softmax(logit_scale * reference_embedding @ keep_text.T, dim=-1).mean(0)
-    return (share_frozen * (share_frozen.clamp_min(1e-8).log() - share_tuned.clamp_min(1e-8).log())).sum()
+    per_sample = F.kl_div(log_p_tuned, log_p_frozen, log_target=True, reduction="none").sum(-1)
+    log_batch = math.log(len(embedding))  # log q = logsumexp_b log p − log B
+    log_q_tuned = torch.logsumexp(log_p_tuned, 0) - log_batch
+    log_q_frozen = torch.logsumexp(log_p_frozen, 0) - log_batch
+    share = F.kl_div(log_q_tuned, log_q_frozen, log_target=True, reduction="sum")
+    return per_sample, share
 
 
 def prompts_not_naming(prompts: list[str], concept: str) -> list[str]:
@@ -595,8 +596,10 @@ class TextToUnlearn(EraseMethod):
                 loss_id = self._identity_loss(identity, images, reference)
                 loss_keep, loss_keep_share = images.new_zeros(()), images.new_zeros(())
                 if keep_text is not None:
-                    loss_keep = zero_shot_shift(embedding, reference_embedding, keep_text, keep_scale).mean()
-                    loss_keep_share = zero_shot_share_shift(embedding, reference_embedding, keep_text, keep_scale)
+                    per_sample, loss_keep_share = zero_shot_shifts(
+                        embedding, reference_embedding, keep_text, keep_scale
+                    )
+                    loss_keep = per_sample.mean()
                 loss = (
                     loss_clip
                     + cfg.perceptual_lambda * loss_perc

@@ -122,7 +122,8 @@ class ClipBackbone:
     @property
     def logit_scale(self) -> float:
         """The temperature the backbone learned for its image-text logits, exp(τ) (CLIP's ends at its clamp, 100)."""
-        scale = getattr(self.model.model, "logit_scale", None)  # transformers' CLIPModel and open_clip's CLIP alike
+        # The adapters hold transformers' CLIPModel or open_clip's CLIP as .model; both keep log τ as logit_scale.
+        scale = getattr(getattr(self.model, "model", None), "logit_scale", None)
         return float(scale.exp()) if isinstance(scale, torch.Tensor) else 100.0
 
     # ------------------------------------------------------------ differentiable embeddings

@@ -200,13 +200,13 @@ def test_a_warm_up_makes_the_first_step_leave_the_generator_alone():
 def test_the_keep_term_is_zero_until_clips_reading_moves():
     """``keep_prompts``: KL of CLIP's zero-shot reading among them, 0 for an unchanged sample, positive for one that
     moved from one kept value towards another, and its gradient reaches the tuned embedding."""
-    from gan.text_to_unlearn import zero_shot_shift
+    from gan.text_to_unlearn import zero_shot_shifts
 
     keep_text = torch.nn.functional.normalize(torch.randn(3, 16), dim=-1)
     reference = torch.nn.functional.normalize(keep_text[0] + 0.1 * torch.randn(2, 16), dim=-1)
-    assert torch.allclose(zero_shot_shift(reference, reference, keep_text, 20.0), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(zero_shot_shifts(reference, reference, keep_text, 20.0)[0], torch.zeros(2), atol=1e-6)
     moved = torch.nn.functional.normalize(reference + keep_text[1], dim=-1).requires_grad_(True)
-    shift = zero_shot_shift(moved, reference, keep_text, 20.0)
+    shift, _ = zero_shot_shifts(moved, reference, keep_text, 20.0)
     assert bool((shift > 0.1).all())
     shift.sum().backward()
     assert moved.grad is not None and moved.grad.abs().sum() > 0
@@ -215,15 +215,16 @@ def test_the_keep_term_is_zero_until_clips_reading_moves():
 def test_the_keep_share_term_reads_the_batch_not_the_sample():
     """The batch part holds how many samples CLIP reads as each kept value: two samples that swap their readings
     leave it at 0 (each sample's own term is not), two that both move to one value do not."""
-    from gan.text_to_unlearn import zero_shot_share_shift, zero_shot_shift
+    from gan.text_to_unlearn import zero_shot_shifts
 
     keep_text = torch.eye(3, 8)
     reference = torch.nn.functional.normalize(keep_text[:2] + 0.05, dim=-1)
     swapped = reference.flip(0)
-    assert zero_shot_share_shift(swapped, reference, keep_text, 20.0) == pytest.approx(0.0, abs=1e-6)
-    assert bool((zero_shot_shift(swapped, reference, keep_text, 20.0) > 1).all())
+    per_sample, share = zero_shot_shifts(swapped, reference, keep_text, 20.0)
+    assert share == pytest.approx(0.0, abs=1e-6)
+    assert bool((per_sample > 1).all())
     piled = reference[:1].expand(2, -1)
-    assert zero_shot_share_shift(piled, reference, keep_text, 20.0) > 0.1
+    assert zero_shot_shifts(piled, reference, keep_text, 20.0)[1] > 0.1
 
 
 def test_keep_prompts_that_name_the_concept_are_left_out():
