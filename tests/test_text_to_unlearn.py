@@ -227,6 +227,26 @@ def test_the_keep_share_term_reads_the_batch_not_the_sample():
     assert zero_shot_shifts(piled, reference, keep_text, 20.0)[1] > 0.1
 
 
+def test_the_keep_share_term_spreads_the_concepts_samples_as_the_others_are():
+    """With the concept's prompts, the batch part's target is the frozen share without the concept: a concept sample
+    turning into its second reading (the one value it already counted towards among the keep prompts alone) costs
+    nothing without them, and with them costs more than its turning into what the rest of the batch is."""
+    from gan.text_to_unlearn import zero_shot_shifts
+
+    keep_text, concept_text = torch.eye(3, 8)[:2], torch.eye(3, 8)[2:]
+    other = keep_text[0]  # a sample that is the first kept value
+    concept = torch.nn.functional.normalize(concept_text[0] + 0.3 * keep_text[1], dim=-1)  # second reading: value 1
+    reference = torch.stack([other, concept])
+    to_second = torch.stack([other, keep_text[1]])
+    to_first = torch.stack([other, keep_text[0]])
+    assert zero_shot_shifts(to_second, reference, keep_text, 20.0)[1] == pytest.approx(0.0, abs=1e-3)
+    piled = zero_shot_shifts(to_second, reference, keep_text, 20.0, concept_text=concept_text)[1]
+    spread = zero_shot_shifts(to_first, reference, keep_text, 20.0, concept_text=concept_text)[1]
+    assert piled > 0.1 and spread < piled / 5
+    unchanged = zero_shot_shifts(reference, reference, keep_text, 20.0, concept_text=concept_text)[1]
+    assert unchanged > spread  # the concept's own reading is what the target leaves out
+
+
 def test_keep_prompts_that_name_the_concept_are_left_out():
     from gan.text_to_unlearn import prompts_not_naming
 
