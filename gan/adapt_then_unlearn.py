@@ -129,7 +129,13 @@ class ATUConfig(EraseConfig):
     # = 3, 300 adaptation steps each, the distance averaged over them, 300 unlearning steps, IL2 γ = 3): 55 / 12.4
     # (circles into crosses), worse than one. A longer unlearning stage (300 adaptation + 600 unlearning steps): IL2 γ
     # = 3 57 / 9.8 (hearts; solid style -15), γ = 1 54 / 9.6 (triangles; -13). R1 and the EMA are scaled down with the
-    # run (a 600-step run cannot wait for rosinality's 10k-image EMA half-life).
+    # run (a 600-step run cannot wait for rosinality's 10k-image EMA half-life). Two more levers, same protocol
+    # (circle / diamond; the preset: 75 % with +10.3 / 96 % with +22.0), neither kept: EWC over every generator weight
+    # in the adaptation (the official code holds generator.convs only, so the mapping network adapts freely): λ 5e8
+    # or 5e7 leave the adapted copy where it was and nothing is erased (-2 / -3 %, -1 / -5 %), 5e6 gives 1 / 72 %
+    # (colour +17), 5e5 a copy so close to the base that IL2's γ/d collapses every sample (100 %, objects +31 / +42);
+    # repelling only some weights keeps the style but loses the drop: the mapping network 25 / 92 % (-12.3 / +17.8),
+    # the synthesis network 28 / 72 % (+9.4 / +12.6), and with γ = 10 30 / 76 % (+8.8 / +18.6).
     presets = {
         "toy": {
             "max_train_steps": 600,
