@@ -466,6 +466,8 @@ def zero_shot_shifts(
         log_p_frozen = F.log_softmax(logit_scale * reference_embedding @ every_text.T, dim=-1)
     kept = len(keep_text)
     # log q = logsumexp_b log p − log B; the target keeps the kept columns, renormalised (a no-op without concepts).
+    # q_t is not renormalised: the share it still reads as the concept is missing from its kept columns and costs
+    # log(1 / Σ_k q_t,k) on top of the KL, so the batch part also asks for the concept to go.
     log_q_tuned = torch.logsumexp(log_p_tuned, 0)[:kept] - math.log(len(embedding))
     log_q_target = torch.logsumexp(log_p_frozen, 0)[:kept].log_softmax(0)
     share = F.kl_div(log_q_tuned, log_q_target, log_target=True, reduction="sum")
