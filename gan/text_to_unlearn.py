@@ -457,14 +457,17 @@ def zero_shot_shifts(
         readings q = mean_b p (the share of samples CLIP reads as each kept value; q_target = q_f without
         ``concept_text``), a scalar.
     """
-    log_p_tuned = F.log_softmax(logit_scale * embedding @ keep_text.T, dim=-1)
-    log_p_frozen = F.log_softmax(logit_scale * reference_embedding @ keep_text.T, dim=-1)
-    per_sample = F.kl_div(log_p_tuned, log_p_frozen, log_target=True, reduction="none").sum(-1)
-    if concept_text is not None:
-        every_text = torch.cat([keep_text, concept_text])
-        log_p_tuned = F.log_softmax(logit_scale * embedding @ every_text.T, dim=-1)
-        log_p_frozen = F.log_softmax(logit_scale * reference_embedding @ every_text.T, dim=-1)
     kept = len(keep_text)
+    every_text = keep_text if concept_text is None else torch.cat([keep_text, concept_text])
+    logits_tuned = logit_scale * embedding @ every_text.T  # one read serves both parts; the first columns are kept
+    logits_frozen = logit_scale * reference_embedding @ every_text.T
+    per_sample = F.kl_div(
+        F.log_softmax(logits_tuned[:, :kept], dim=-1),
+        F.log_softmax(logits_frozen[:, :kept], dim=-1),
+        log_target=True,
+        reduction="none",
+    ).sum(-1)
+    log_p_tuned, log_p_frozen = F.log_softmax(logits_tuned, dim=-1), F.log_softmax(logits_frozen, dim=-1)
     # log q = logsumexp_b log p − log B; the target keeps the kept columns, renormalised (a no-op without concepts).
     # q_t is not renormalised: the share it still reads as the concept is missing from its kept columns and costs
     # log(1 / Σ_k q_t,k) on top of the KL, so the batch part also asks for the concept to go.
