@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .checks import load_yaml
 from .errors import ConfigError, check_options, require
 
 EXECUTORS: tuple[str, ...] = ("local", "slurm", "ray")
@@ -294,9 +295,7 @@ def load_spec(source: str | os.PathLike | Mapping[str, Any] | StudySpec) -> Stud
                 if path.suffix == ".json":
                     data = json.loads(text)
                 else:
-                    import yaml
-
-                    data = yaml.safe_load(text)
+                    data = load_yaml(text)
             except json.JSONDecodeError as err:
                 raise ConfigError(f"{where} is not valid JSON: {err.msg} at line {err.lineno}") from err
             except Exception as err:  # yaml.YAMLError

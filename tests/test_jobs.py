@@ -21,6 +21,7 @@ import jobs_doubles
 import pytest
 
 from eval.study import build_leaderboard, run_study, validate_study, write_leaderboard
+from pipelines.checks import load_yaml
 from pipelines.errors import ConfigError
 from pipelines.jobs import (
     RESULTS_FILE,
@@ -163,6 +164,23 @@ def test_every_shipped_job_file_passes_the_dry_run(tmp_path, monkeypatch, capsys
     monkeypatch.delenv("STYLE_CLASSIFIER")
     assert main(["run", str(ROOT / "configs/jobs/advunlearn-style.yaml"), "--output_dir", str(tmp_path / "x")]) == 2
     assert "${STYLE_CLASSIFIER}, which is not set" in capsys.readouterr().err
+
+
+def test_the_readme_job_example_runs_and_reads_exponents_as_numbers(tmp_path, capsys):
+    # PyYAML alone reads "2e-5" (YAML 1.1, no dot) as a string, which the README's own example writes.
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("### The job file", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    job = tmp_path / "example.yaml"
+    job.write_text(example)
+    assert main(["run", str(job), "--output_dir", str(tmp_path / "out"), "--dry_run"]) == 0, capsys.readouterr().err
+    assert "learning-rate2e-05" in capsys.readouterr().out
+    assert load_yaml("a: 6e-5\nb: 1e3\nc: '6e-5'\nd: 3\ne: 1.5") == {
+        "a": 6e-5,
+        "b": 1000.0,
+        "c": "6e-5",
+        "d": 3,
+        "e": 1.5,
+    }
 
 
 # ---------------------------------------------------------------- running, resuming, failing

@@ -92,9 +92,9 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     text = file.read_text()
     try:
         if file.suffix in (".yaml", ".yml"):
-            import yaml
+            from pipelines.checks import load_yaml
 
-            values = yaml.safe_load(text) or {}
+            values = load_yaml(text) or {}
         else:
             values = json.loads(text)
     except Exception as err:
