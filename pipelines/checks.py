@@ -4,11 +4,12 @@ folder.
 Every loader family (Stable Diffusion, one-step, GAN, CLIP, judges, feature extractors) calls these before it hands a
 path to ``from_pretrained`` or ``safetensors``, and wraps the library call in :func:`loading`, so that "this is not a
 loadable model" is one line naming what was found and what is expected (:class:`~pipelines.errors.NotAModelError`)
-instead of a library's traceback.
+instead of a library's traceback. :func:`load_yaml` reads the job and config files those checks start from.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import struct
@@ -271,8 +272,9 @@ _YAML12_FLOAT = r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
 |\.(?:nan|NaN|NAN))$"""
 
 
-def load_yaml(text: str) -> object:
-    """``yaml.safe_load`` with YAML 1.2's numbers: ``6e-5`` and ``1e3`` read as floats, as they do in JSON."""
+@functools.cache
+def _yaml12_loader() -> type:
+    """A ``yaml.SafeLoader`` subclass that also resolves YAML 1.2 floats (built once)."""
     import re
 
     import yaml
@@ -280,8 +282,16 @@ def load_yaml(text: str) -> object:
     class Loader(yaml.SafeLoader):
         pass
 
+    # A copy, so that SafeLoader's own resolvers (and every other user of PyYAML) stay as they are.
     Loader.yaml_implicit_resolvers = {
         key: list(value) for key, value in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
     Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(_YAML12_FLOAT, re.X), list("-+0123456789."))
-    return yaml.load(text, Loader=Loader)  # noqa: S506 (a SafeLoader subclass: no Python objects are built)
+    return Loader
+
+
+def load_yaml(text: str) -> object:
+    """``yaml.safe_load`` with YAML 1.2's numbers: ``6e-5`` and ``1e3`` read as floats, as they do in JSON."""
+    import yaml
+
+    return yaml.load(text, Loader=_yaml12_loader())  # noqa: S506 (a SafeLoader subclass: no Python objects are built)
