@@ -6,7 +6,8 @@ counts and objects outside the leaderboard, from finished studies.
     erasure-studio run configs/jobs/toy-carryover.yaml --output_dir study-carryover/
     python benchmarks/preset_robustness.py --studies study-leaderboard/ study-leaderboard-1thread/ study-carryover/
 
-Reads the studies' ``results.jsonl`` (nothing is re-run) and writes ``benchmarks/results/preset_robustness.json``: per
+Reads the studies' ``results.jsonl`` (nothing is re-run; only each study's current plan, so a run of an earlier
+preset value is left out) and writes ``benchmarks/results/preset_robustness.json``: per
 method (its leaderboard label), every run (study, concept, seed, torch threads, forget, retain shift, pre-ASR, ASR),
 per metric the range over all of them, the change between thread counts at the same concept and seed, and a verdict
 against the stated spreads (issue 26's "robust preset"):
@@ -27,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.jobs import RESULTS_FILE, read_jsonl  # noqa: E402
+from pipelines.jobs import RESULTS_FILE, planned_records  # noqa: E402
 
 SPREAD_BARS = {"forget": 0.25, "ASR": 0.25}
 RETAIN_BAR = 0.10
@@ -112,7 +113,9 @@ def main() -> None:
         path = Path(folder) / RESULTS_FILE
         if not path.is_file():
             raise SystemExit(f"{folder} has no {RESULTS_FILE}: run the study first")
-        studies[Path(folder).name] = read_jsonl(path)
+        studies[Path(folder).name], stale = planned_records(folder)
+        if stale:
+            print(f"{folder}: {len(stale)} runs of an earlier config left out")
     report = {
         "bars": {
             "forget range <=": SPREAD_BARS["forget"],

@@ -46,8 +46,9 @@ from pipelines.jobs import (
     atomic_write_text,
     expand_runs,
     load_spec,
-    read_jsonl,
+    planned_records,
     run_jobs,
+    study_plan,
 )
 
 from .claims import ClaimCheck, check_claims, claims_markdown
@@ -393,11 +394,14 @@ class Leaderboard:
         rows (`list[dict]`): ``{"model", "method", "concept", "runs", "seeds", column: {"mean", "std", "n"}}``.
         backends (`dict[str, list[str]]`): per column, what measured it (judge, features, backbone, schedule).
         failed (`dict[str, str]`): runs that failed, with their one-line errors.
+        stale (`list[str]`): finished runs left out because the study's plan no longer holds them (their config
+            changed since they ran; see :func:`pipelines.jobs.planned_records`).
     """
 
     rows: list[dict[str, Any]]
     backends: dict[str, list[str]]
     failed: dict[str, str]
+    stale: list[str] = dataclasses.field(default_factory=list)
 
     def to_markdown(self, title: str = "Leaderboard") -> str:
         lines = [f"# {title}", ""]
@@ -434,6 +438,14 @@ class Leaderboard:
         if self.failed:
             lines += ["", "## Failed runs", ""]
             lines += [f"- `{name}`: {error}" for name, error in self.failed.items()]
+        if self.stale:
+            lines += ["", "## Left out", ""]
+            lines += [
+                "Finished runs whose config is not the study's plan any more (a preset or a default changed since "
+                "they ran, so the same point ran again under a new name); they stay in `runs/` and `results.jsonl`:",
+                "",
+            ]
+            lines += [f"- `{name}`" for name in self.stale]
         lines += ["", "![forget rate against retain shift](forget_vs_retain.png)", "", "![ASR](asr.png)", ""]
         lines += ["## The papers' claims", "", claims_markdown(self.claims()), ""]
         return "\n".join(lines)
@@ -446,6 +458,8 @@ class Leaderboard:
         """Rows, backends, failed runs and the claims' verdicts, as JSON."""
         claims = [check.to_dict() for check in self.claims()]
         payload = {"rows": self.rows, "backends": self.backends, "failed": self.failed, "claims": claims}
+        if self.stale:
+            payload["stale"] = self.stale
         return json.dumps(payload, indent=1) + "\n"
 
     def to_csv(self) -> str:
@@ -609,18 +623,22 @@ def write_leaderboard(output_dir: str | os.PathLike) -> Leaderboard:
     """Write ``leaderboard.md``, ``leaderboard.csv``, ``leaderboard.json`` (with the papers' claims checked),
     ``forget_vs_retain.png`` and ``asr.png`` for a study folder.
 
-    Reads ``results.jsonl`` (and ``study.json`` for the title, ``runs/*/error.json`` for failed runs); every file is
-    written to a temporary name and renamed.
+    Reads the records of the study's current plan from ``results.jsonl`` (:func:`pipelines.jobs.planned_records`:
+    runs whose config has changed since are listed as left out, never averaged in), ``study.json`` for the title and
+    ``runs/*/error.json`` for the plan's failed runs; every file is written to a temporary name and renamed.
     """
     out = Path(output_dir)
     if not (out / RESULTS_FILE).is_file() and not (out / "study.json").is_file():
         raise ConfigError(f"{out} holds no study (no results.jsonl); run one with: erasure-studio run JOBS.yaml")
-    records = read_jsonl(out / RESULTS_FILE)
+    records, stale = planned_records(out)
+    plan = study_plan(out)
     failed = {}
     for error in sorted((out / RUNS_DIR).glob(f"*/{ERROR_FILE}")):
-        if not (error.parent / "done.json").exists():
+        in_plan = plan is None or error.parent.name.rsplit("-", 1)[-1] in plan
+        if in_plan and not (error.parent / "done.json").exists():
             failed[error.parent.name] = json.loads(error.read_text()).get("error", "failed")
     board = build_leaderboard(records, failed)
+    board.stale = stale
     title = "Leaderboard"
     if (out / "study.json").is_file():
         title = f"Leaderboard: {json.loads((out / 'study.json').read_text())['identity'].get('name', '')}"

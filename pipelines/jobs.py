@@ -15,7 +15,9 @@ its command line.
 
 The study folder::
 
-    study.json         the job file as run (a different study in the same folder is refused)
+    study.json         the job file as run (a different study in the same folder is refused) and the hashes
+                       of the runs the last call planned: a run whose resolved config has changed since (a new
+                       preset value, say) is another run, and its old record stays out of the leaderboard
     runs/<slug>-<hash>/  one folder per finished (or failed) run; done.json is the marker of a finished run
     runs/.partial/     runs in flight; a run is written here and renamed into runs/ when complete
     results.jsonl      one line per finished run, appended atomically (temp file, then os.replace)
@@ -1064,7 +1066,10 @@ def run_jobs(
         raise ConfigError(f"another process is running the study in {out}; wait for it or stop it") from err
     try:
         identity = json.loads(json.dumps(spec.identity(), default=str))
-        atomic_write_json(out / STUDY_FILE, {"format": STUDY_FORMAT, "identity": identity, "spec": spec.to_dict()})
+        plan = [run.hash for run in runs]
+        atomic_write_json(
+            out / STUDY_FILE, {"format": STUDY_FORMAT, "identity": identity, "spec": spec.to_dict(), "plan": plan}
+        )
         shutil.rmtree(out / RUNS_DIR / PARTIAL_DIR, ignore_errors=True)  # runs killed half-way: redone below
         (out / RUNS_DIR).mkdir(exist_ok=True)
         (out / CACHE_DIR).mkdir(exist_ok=True)
@@ -1104,6 +1109,33 @@ def run_jobs(
     finally:
         lock.release()
     return result
+
+
+def study_plan(output_dir: str | os.PathLike) -> set[str] | None:
+    """The hashes of the runs that the last ``run_jobs`` call planned in a study folder (``study.json``'s plan), or
+    ``None`` for a folder written before plans were recorded."""
+    marker = Path(output_dir) / STUDY_FILE
+    plan = json.loads(marker.read_text()).get("plan") if marker.is_file() else None
+    return None if plan is None else set(plan)
+
+
+def planned_records(output_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], list[str]]:
+    """A study folder's finished records that belong to its current plan, and the names of those that do not.
+
+    A record outside :func:`study_plan` ran with a config the study no longer resolves to (a preset's value or a
+    method's default changed, and the next call planned the run anew under another hash): it stays in
+    ``results.jsonl`` and ``runs/``, but mixing it into the means would average two presets. A folder without a
+    recorded plan keeps every record.
+
+    Returns:
+        ``(records, stale)``: the plan's records in ``results.jsonl`` order, and the stale runs' names.
+    """
+    records = read_jsonl(Path(output_dir) / RESULTS_FILE)
+    plan = study_plan(output_dir)
+    if plan is None:
+        return records, []
+    stale = [str(r.get("run", r.get("hash"))) for r in records if r.get("hash") not in plan]
+    return [r for r in records if r.get("hash") in plan], stale
 
 
 def _ordered_records(out: Path, runs: list[RunSpec]) -> list[dict[str, Any]]:
@@ -1203,7 +1235,9 @@ __all__ = [
     "expand_runs",
     "grid_points",
     "load_spec",
+    "planned_records",
     "read_jsonl",
     "run_jobs",
     "run_status",
+    "study_plan",
 ]

@@ -228,6 +228,28 @@ def test_a_failing_run_is_one_line_does_not_stop_the_others_and_can_be_retried(t
     assert len(retried.finished) == 2 and not retried.failed and len(results(out)) == 4
 
 
+def _lr(value: float):
+    """A resolver that gives every run the learning rate ``value`` (a preset's value, changed between calls)."""
+    return lambda run: {**run.config, "learning_rate": value}
+
+
+def test_a_run_whose_config_changed_is_left_out_of_the_leaderboard_not_averaged_in(tmp_path, capsys):
+    out = tmp_path / "study"
+    spec = spec_dict(methods=[{"name": "esd", "preset": "toy"}], concepts=["star"], seeds=[0, 1])
+    first = run_jobs(spec, out, runner=jobs_doubles.numbers_runner, resolve=_lr(1e-5))
+    assert len(write_leaderboard(out).rows) == 1 and write_leaderboard(out).rows[0]["runs"] == 2
+    # The preset's value changes: both points run again under new names, and the old records stay on disk.
+    again = run_jobs(spec, out, runner=jobs_doubles.numbers_runner, resolve=_lr(2e-5))
+    assert len(again.finished) == 2 and not again.skipped and len(results(out)) == 4
+    board = write_leaderboard(out)
+    assert board.rows[0]["runs"] == 2 and board.rows[0]["seeds"] == [0, 1]
+    assert sorted(board.stale) == sorted(run.name for run in first.runs)
+    assert "## Left out" in (out / "leaderboard.md").read_text()
+    assert sorted(json.loads((out / "leaderboard.json").read_text())["stale"]) == sorted(board.stale)
+    assert main(["report", str(out)]) == 0
+    assert "2 left out" in capsys.readouterr().out
+
+
 def _leaderboard_numbers(folder: Path) -> list[dict]:
     """The leaderboard CSV without time and memory (they are measured, not computed)."""
     rows = list(csv.DictReader(io.StringIO((folder / "leaderboard.csv").read_text())))

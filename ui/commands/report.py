@@ -20,5 +20,7 @@ def cmd_report(argv: Sequence[str]) -> int:
 
     board = write_leaderboard(args.study)
     print(board.to_markdown().split("## Backends")[0].rstrip())
-    print(f"\n  leaderboard  {args.study}/leaderboard.md ({len(board.rows)} rows, {len(board.failed)} failed runs)")
+    left_out = f", {len(board.stale)} left out: their config changed since they ran" if board.stale else ""
+    counts = f"{len(board.rows)} rows, {len(board.failed)} failed runs{left_out}"
+    print(f"\n  leaderboard  {args.study}/leaderboard.md ({counts})")
     return 0
