@@ -4,16 +4,22 @@ counts and objects outside the leaderboard, from finished studies.
     erasure-studio run configs/jobs/toy-leaderboard.yaml --output_dir study-leaderboard/
     erasure-studio run configs/jobs/toy-leaderboard.yaml --output_dir study-leaderboard-1thread/ --torch_threads 1
     erasure-studio run configs/jobs/toy-carryover.yaml --output_dir study-carryover/
-    python benchmarks/preset_robustness.py --studies study-leaderboard/ study-leaderboard-1thread/ study-carryover/
+    python benchmarks/preset_robustness.py --studies study-leaderboard/ study-leaderboard-1thread/ \
+        --carryover study-carryover/
 
-Reads the studies' ``results.jsonl`` (nothing is re-run; only each study's current plan, so a run of an earlier
-preset value is left out) and writes ``benchmarks/results/preset_robustness.json``: per
-method (its leaderboard label), every run (study, concept, seed, torch threads, forget, retain shift, pre-ASR, ASR),
-per metric the range over all of them, the change between thread counts at the same concept and seed, and a verdict
-against the stated spreads (issue 26's "robust preset"):
+Reads the studies' ``results.jsonl`` (nothing is re-run), keeping only the runs that today's presets plan (each
+study's job re-planned from its ``study.json``: a run of an earlier preset value has another hash and is left out),
+and writes ``benchmarks/results/preset_robustness.json``: per method (its leaderboard label), every run (study, role,
+concept, seed, torch threads, forget, retain shift, pre-ASR, ASR), per metric the range, the change between thread
+counts at the same concept and seed, and a verdict against the stated spreads (issue 26's "robust preset"):
 
-- **forget rate** and **ASR**: the range over seeds, concepts, thread counts and objects is at most 25 points;
-- **retain shift**: at most 10 points in every run (no run damages another object more).
+- **forget rate**: the range over seeds, concepts, thread counts and the carry-over objects is at most 25 points
+  (the preset erases the objects it was not tuned on as well as the ones it was);
+- **retain shift**: at most 10 points in every run, carry-over included (no run damages another object more);
+- **ASR**: the range over the leaderboard's runs (seeds, both concepts, thread counts) is at most 25 points. The
+  issue asks the attack's result to hold across seeds, concepts and thread counts, and the preset to *erase* other
+  objects; how often the attack recovers a different object is reported beside it (``ASR, every object``), not
+  barred.
 
 A method with fewer than two runs of a metric is "not measured" for it; the verdict is **holds** only when every
 metric holds.
@@ -28,15 +34,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.jobs import RESULTS_FILE, planned_records  # noqa: E402
+from eval.study import validate_study  # noqa: E402
+from pipelines.jobs import RESULTS_FILE, STUDY_FILE, read_jsonl  # noqa: E402
 
 SPREAD_BARS = {"forget": 0.25, "ASR": 0.25}
 RETAIN_BAR = 0.10
 OUT = Path(__file__).resolve().parent / "results" / "preset_robustness.json"
 
 
-def summarise(studies: dict[str, list[dict]]) -> dict[str, dict]:
-    """Per method label: its runs across the studies, the spreads, the thread deltas and the verdicts."""
+def summarise(studies: dict[str, list[dict]], carryover: set[str] = frozenset()) -> dict[str, dict]:
+    """Per method label: its runs across the studies, the spreads, the thread deltas and the verdicts.
+
+    Args:
+        studies: per study name, its records (``results.jsonl`` lines).
+        carryover: the names of the studies on objects outside the leaderboard (their ASR is reported, not barred).
+    """
     methods: dict[str, dict] = {}
     for study, records in studies.items():
         for record in sorted(records, key=lambda r: (r["concept"], r["seed"])):
@@ -45,6 +57,7 @@ def summarise(studies: dict[str, list[dict]]) -> dict[str, dict]:
             entry["runs"].append(
                 {
                     "study": study,
+                    "role": "carry-over" if study in carryover else "leaderboard",
                     "concept": record["concept"],
                     "seed": record["seed"],
                     "torch_threads": (record.get("hardware") or {}).get("torch_threads"),
@@ -59,12 +72,17 @@ def summarise(studies: dict[str, list[dict]]) -> dict[str, dict]:
         verdicts = {}
         spreads = {}
         for metric, bar in SPREAD_BARS.items():
-            values = [r[metric] for r in runs if r[metric] is not None]
+            barred = runs if metric == "forget" else [r for r in runs if r["role"] == "leaderboard"]
+            values = [r[metric] for r in barred if r[metric] is not None]
             if len(values) < 2:
                 verdicts[metric] = "not measured"
                 continue
             spreads[metric] = {"min": min(values), "max": max(values), "range": max(values) - min(values)}
             verdicts[metric] = "holds" if spreads[metric]["range"] <= bar + 1e-9 else "does not hold"
+        every_asr = [r["ASR"] for r in runs if r["ASR"] is not None]
+        if len(every_asr) >= 2:
+            spreads["ASR, every object"] = {"min": min(every_asr), "max": max(every_asr)}
+            spreads["ASR, every object"]["range"] = max(every_asr) - min(every_asr)
         shifts = [r["retain shift"] for r in runs if r["retain shift"] is not None]
         if shifts:
             spreads["retain shift"] = {"min": min(shifts), "max": max(shifts), "range": max(shifts) - min(shifts)}
@@ -82,6 +100,17 @@ def summarise(studies: dict[str, list[dict]]) -> dict[str, dict]:
         else:
             entry["verdict"] = "does not hold"
     return methods
+
+
+def current_records(folder: Path) -> list[dict]:
+    """The study's records whose config today's presets still resolve to (the job re-planned from ``study.json``)."""
+    _, runs = validate_study(json.loads((folder / STUDY_FILE).read_text())["spec"])
+    planned = {run.hash for run in runs}
+    records = read_jsonl(folder / RESULTS_FILE)
+    stale = [r["run"] for r in records if r["hash"] not in planned]
+    if stale:
+        print(f"{folder}: {len(stale)} runs of an earlier config left out ({', '.join(stale)})")
+    return [r for r in records if r["hash"] in planned]
 
 
 def _thread_deltas(runs: list[dict]) -> list[dict]:
@@ -105,25 +134,29 @@ def _thread_deltas(runs: list[dict]) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--studies", nargs="+", required=True, help="Study folders (each with results.jsonl).")
+    parser.add_argument(
+        "--studies", nargs="+", required=True, help="The leaderboard's study folders (each with results.jsonl)."
+    )
+    parser.add_argument(
+        "--carryover", nargs="*", default=[], help="Study folders on objects outside the leaderboard (carry-over)."
+    )
     parser.add_argument("--output", default=str(OUT))
     args = parser.parse_args()
     studies = {}
-    for folder in args.studies:
+    for folder in [*args.studies, *args.carryover]:
         path = Path(folder) / RESULTS_FILE
         if not path.is_file():
             raise SystemExit(f"{folder} has no {RESULTS_FILE}: run the study first")
-        studies[Path(folder).name], stale = planned_records(folder)
-        if stale:
-            print(f"{folder}: {len(stale)} runs of an earlier config left out")
+        studies[Path(folder).name] = current_records(Path(folder))
     report = {
         "bars": {
-            "forget range <=": SPREAD_BARS["forget"],
-            "ASR range <=": SPREAD_BARS["ASR"],
-            "retain shift <=": RETAIN_BAR,
+            "forget range <= (every run, carry-over included)": SPREAD_BARS["forget"],
+            "ASR range <= (the leaderboard's runs)": SPREAD_BARS["ASR"],
+            "retain shift <= (every run)": RETAIN_BAR,
         },
         "studies": list(studies),
-        "methods": summarise(studies),
+        "carryover": [Path(folder).name for folder in args.carryover],
+        "methods": summarise(studies, {Path(folder).name for folder in args.carryover}),
     }
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -150,9 +150,9 @@ def test_the_advunlearn_preset_search_passes_a_candidate_only_on_every_seed(monk
 
 
 def test_preset_robustness_reads_spreads_across_studies_and_thread_counts(monkeypatch):
-    """benchmarks/preset_robustness.py: a method holds when forget and ASR stay within 25 points over every run (two
-    studies here, one per thread count) and no run shifts another object by more than 10 points; the thread deltas
-    pair runs of the same concept and seed."""
+    """benchmarks/preset_robustness.py: a method holds when forget stays within 25 points over every run (two
+    studies here, one per thread count, and a carry-over study), ASR within 25 over the leaderboard's runs, and no
+    run shifts another object by more than 10 points; the thread deltas pair runs of the same concept and seed."""
     import sys
     from pathlib import Path
 
@@ -160,15 +160,19 @@ def test_preset_robustness_reads_spreads_across_studies_and_thread_counts(monkey
     sys.modules.pop("preset_robustness", None)
     from preset_robustness import summarise
 
-    def record(method, seed, threads, forget, asr, shift=0.0):
+    def record(method, seed, threads, forget, asr, shift=0.0, concept="star"):
         metrics = {"forget": forget, "ASR": asr, "pre-ASR": 0.0, "retain shift": shift}
         hardware = {"torch_threads": threads}
-        return {"method": method, "concept": "star", "seed": seed, "metrics": metrics, "hardware": hardware}
+        return {"method": method, "concept": concept, "seed": seed, "metrics": metrics, "hardware": hardware}
 
     two = [record("steady", s, 2, 0.1, 0.5) for s in (0, 1)] + [record("swinging", s, 2, 0.1, 0.9) for s in (0, 1)]
     one = [record("steady", s, 1, 0.2, 0.6) for s in (0, 1)] + [record("swinging", 0, 1, 0.5, 0.2, shift=0.3)]
     one += [record("alone", 0, 1, 0.1, None)]
-    result = summarise({"two threads": two, "one thread": one})
+    two += [record("unerased", s, 2, 0.0, 0.5) for s in (0, 1)]
+    # On an object outside the leaderboard: steady erases it too (its ASR there is reported, not barred); the
+    # other preset barely erases it.
+    carry = [record("steady", 0, 2, 0.15, 0.0, concept="cross"), record("unerased", 0, 2, 0.8, 1.0, concept="cross")]
+    result = summarise({"two threads": two, "one thread": one, "carry-over": carry}, {"carry-over"})
     assert result["steady"]["verdict"] == "holds"
     assert result["steady"]["spreads"]["forget"]["range"] == pytest.approx(0.1)
     deltas = result["steady"]["thread_deltas"]
@@ -177,3 +181,7 @@ def test_preset_robustness_reads_spreads_across_studies_and_thread_counts(monkey
     swinging = result["swinging"]["verdicts"]
     assert swinging == {"forget": "does not hold", "ASR": "does not hold", "retain shift": "does not hold"}
     assert result["alone"]["verdict"] == "holds so far"  # retain shift measured, forget and ASR need two runs
+    assert result["steady"]["spreads"]["ASR"]["range"] == pytest.approx(0.1)
+    assert result["steady"]["spreads"]["ASR, every object"]["range"] == pytest.approx(0.6)
+    assert [r["role"] for r in result["steady"]["runs"]].count("carry-over") == 1
+    assert result["unerased"]["verdicts"] == {"forget": "does not hold", "ASR": "holds", "retain shift": "holds"}
