@@ -144,9 +144,8 @@ def main() -> None:
     args = parser.parse_args()
     studies = {}
     for folder in [*args.studies, *args.carryover]:
-        path = Path(folder) / RESULTS_FILE
-        if not path.is_file():
-            raise SystemExit(f"{folder} has no {RESULTS_FILE}: run the study first")
+        if not (Path(folder) / RESULTS_FILE).is_file() or not (Path(folder) / STUDY_FILE).is_file():
+            raise SystemExit(f"{folder} has no {RESULTS_FILE} or {STUDY_FILE}: run the study there first")
         studies[Path(folder).name] = current_records(Path(folder))
     report = {
         "bars": {
