@@ -441,6 +441,11 @@ def _slug(text: str, limit: int = 80) -> str:
     return slugify(text, limit)
 
 
+def method_label(method: MethodSpec) -> str:
+    """A method's name in the leaderboard: its ``label``, else ``name (preset)``, else ``name``."""
+    return method.label or (f"{method.name} ({method.preset})" if method.preset else method.name)
+
+
 def expand_runs(spec: StudySpec, resolve: Resolver | None = None) -> list[RunSpec]:
     """Every run of the study, in plan order: models, methods, grid points, concepts, seeds.
 
@@ -460,7 +465,7 @@ def expand_runs(spec: StudySpec, resolve: Resolver | None = None) -> list[RunSpe
         for m_index, method in enumerate(spec.methods):
             points = grid_points(method.config)
             axes = [k for k, v in method.config.items() if isinstance(v, list) and len(v) > 1]
-            label = method.label or (f"{method.name} ({method.preset})" if method.preset else method.name)
+            label = method_label(method)
             for point in points:
                 for concept in spec.concepts:
                     for seed in spec.seeds:
@@ -495,6 +500,35 @@ def expand_runs(spec: StudySpec, resolve: Resolver | None = None) -> list[RunSpe
                         seen[run.hash] = where
                         runs.append(run)
     return runs
+
+
+def select_methods(spec: StudySpec, names: Sequence[str]) -> StudySpec:
+    """The study cut to some of its methods (``erasure-studio run --methods``), in the job file's order.
+
+    The cut study is a study of its own (its ``study.json`` names only the kept methods, so its folder is not the full
+    study's), but every run keeps the name and hash it has in the full study: a cut run with another
+    ``--torch_threads`` in a second folder is the same run measured again, and the two folders compare run by run.
+
+    Args:
+        spec (`StudySpec`): the study.
+        names (`list[str]`): method names (``doco``) or leaderboard labels (``doco (toy)``); each must select one.
+
+    Raises:
+        ConfigError: a name selects no method of the study (the message lists the study's methods).
+    """
+    spec = load_spec(spec)
+    kept: set[int] = set()
+    for name in names:
+        found = {i for i, method in enumerate(spec.methods) if name in (method.name, method_label(method))}
+        if not found:
+            have = list(dict.fromkeys(method.name for method in spec.methods))
+            close = difflib.get_close_matches(name, have, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(
+                f"--methods {name!r} is not a method of study {spec.name!r}; {hint}it has: {', '.join(have)}"
+            )
+        kept |= found
+    return dataclasses.replace(spec, methods=[m for i, m in enumerate(spec.methods) if i in kept])
 
 
 # ---------------------------------------------------------------- the study folder
@@ -1235,9 +1269,11 @@ __all__ = [
     "expand_runs",
     "grid_points",
     "load_spec",
+    "method_label",
     "planned_records",
     "read_jsonl",
     "run_jobs",
     "run_status",
+    "select_methods",
     "study_plan",
 ]

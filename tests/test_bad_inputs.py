@@ -242,6 +242,12 @@ def _zero_threads(tmp, tiny, art):
     return ["run", str(job), "--torch_threads", "0"]
 
 
+def _methods_not_in_study(tmp, tiny, art):
+    job = tmp / "study.yaml"
+    job.write_text("name: one\nmodels: [toy]\nmethods:\n  - {name: esd, preset: toy}\nconcepts: [star]\nseeds: [0]\n")
+    return ["run", str(job), "--methods", "esd", "salun"]
+
+
 def _erase_flags(*flags: str) -> Callable:
     def build(tmp, tiny, art):
         return ["erase", "esd", "--pretrained_model_name_or_path", str(tiny), *flags]
@@ -295,6 +301,7 @@ CLI_CASES: dict[str, tuple[Callable, str]] = {
     "study with no concepts": (_empty_study, "concepts list is empty"),
     "redo of a run the study does not have": (_redo_nothing, "--redo 'salun-*' matches no run"),
     "study with zero torch threads": (_zero_threads, "--torch_threads must be at least 1"),
+    "study cut to a method it does not have": (_methods_not_in_study, "--methods 'salun' is not a method of study"),
     # configs: bad values and types fail in the config's own check
     "max_train_steps 0": (_erase_flags("--concept", "star", "--max_train_steps", "0"), "max_train_steps must be"),
     "learning_rate nan": (_erase_flags("--concept", "star", "--learning_rate", "nan"), "learning_rate=nan"),
@@ -330,6 +337,7 @@ _NO_OUTPUT_DIR = {
     "study with no concepts",
     "redo of a run the study does not have",
     "study with zero torch threads",
+    "study cut to a method it does not have",
 }
 
 

@@ -32,6 +32,7 @@ from pipelines.jobs import (
     load_spec,
     read_jsonl,
     run_jobs,
+    select_methods,
 )
 from ui.cli import main
 
@@ -269,6 +270,23 @@ def test_redo_runs_finished_runs_again_without_duplicating_their_lines(tmp_path)
     assert starts.count(target) == 2 and all(starts.count(r.name) == 1 for r in first.runs if r.name != target)
     with pytest.raises(ConfigError, match="matches no run"):
         run_jobs(spec_dict(), out, runner=jobs_doubles.numbers_runner, redo=["nothing-*"])
+
+
+def test_a_study_cut_to_some_methods_is_its_own_folder_and_keeps_the_run_names(tmp_path):
+    spec, runs = validate_study(spec_dict())
+    cut = select_methods(spec, ["salun (toy)"])  # by leaderboard label; a method name selects the same
+    assert cut == select_methods(spec, ["salun"]) and [m.name for m in cut.methods] == ["salun"]
+    _, cut_runs = validate_study(cut)
+    assert [r.name for r in cut_runs] == [r.name for r in runs if r.method == "salun"]
+    # Another thread count in a second folder measures the same runs again; the full study's folder refuses the cut.
+    out = tmp_path / "cut"
+    done = run_study(cut, out, runner=jobs_doubles.numbers_runner, max_parallel=1)
+    assert sorted(r["run"] for r in results(out)) == sorted(r.name for r in cut_runs) == sorted(done.finished)
+    with pytest.raises(ConfigError, match="holds a different study"):
+        check_output_folder(out, spec)
+    assert select_methods(spec, ["salun", "esd"]).methods == spec.methods  # the job file's order
+    with pytest.raises(ConfigError, match="did you mean 'salun'"):
+        select_methods(spec, ["salunn"])
 
 
 def test_a_study_killed_with_sigkill_mid_run_resumes_without_losing_or_duplicating(tmp_path):

@@ -3,8 +3,9 @@
 The job file (YAML or JSON, schema: ``pipelines.jobs.StudySpec``) lists models, methods with their config grids,
 concepts, seeds and the evaluations chained after each erasure. The whole file is checked before anything runs
 (``eval.study.validate_study``); bad input is one line and exit status 2. Re-running the command skips finished runs
-and redoes a run that was killed half-way; ``--retry_failed`` redoes failed ones. ``erasure-studio report study/``
-rewrites the leaderboard from ``results.jsonl``.
+and redoes a run that was killed half-way; ``--retry_failed`` redoes failed ones. ``--methods doco sfd`` runs the
+study cut to some of its methods (a folder of its own, whose runs keep their names and hashes). ``erasure-studio
+report study/`` rewrites the leaderboard from ``results.jsonl``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def run_parser() -> Parser:
         help="torch threads per run (default: the job file's); runs keep their names, so a second study folder "
         "with another thread count measures whether results depend on it.",
     )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        metavar="METHOD",
+        help="Run only these methods of the job file (names, e.g. 'doco sfd', or leaderboard labels); the cut "
+        "study is a folder of its own, and its runs keep the names and hashes they have in the full study.",
+    )
     parser.add_argument("--dry_run", action="store_true", help="Check the job file and list the runs; run nothing.")
     parser.add_argument("--retry_failed", action="store_true", help="Redo runs that failed in an earlier call.")
     parser.add_argument(
@@ -65,9 +74,11 @@ def cmd_run(argv: Sequence[str]) -> int:
     if args.torch_threads is not None and args.torch_threads < 1:
         raise UsageError(f"--torch_threads must be at least 1, got {args.torch_threads}")
     from eval.study import run_study, validate_study
-    from pipelines.jobs import check_output_folder
+    from pipelines.jobs import check_output_folder, select_methods
 
     spec, runs = validate_study(args.jobs)
+    if args.methods:
+        spec, runs = validate_study(select_methods(spec, args.methods))
     if args.torch_threads is not None:
         import dataclasses
 
