@@ -208,3 +208,26 @@ def test_console_script_subprocess(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert "--learning_rate" in proc.stderr
+
+
+def test_output_into_a_closed_pipe_stops_quietly():
+    """`erasure-studio run JOBS --dry_run | head -1`: the reader goes away early; no traceback, SIGPIPE's status."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ui.cli",
+            "run",
+            "configs/jobs/toy-leaderboard.yaml",
+            "--output_dir",
+            "unused",
+            "--dry_run",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    proc.stdout.close()  # the reader is gone before the command writes (it is still importing torch)
+    stderr = proc.stderr.read().decode()
+    assert proc.wait() == 141 and "Traceback" not in stderr and not stderr.strip()

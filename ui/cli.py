@@ -144,9 +144,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
         function, _ = COMMANDS[command]
         code = function(rest)
+        sys.stdout.flush()  # a closed pipe fails here, inside the handlers, rather than at interpreter exit
     except StudioError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         code = 2
+    except BrokenPipeError:
+        # The reader of stdout went away (`erasure-studio run ... --dry_run | head`): stop quietly, as a process that
+        # SIGPIPE killed would, instead of a traceback. stdout goes to devnull so the exit-time flush cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141
     except KeyboardInterrupt as err:
         code = 143 if isinstance(err, Terminated) else 130
         print(f"{PROG}: {'terminated' if code == 143 else 'interrupted'}; {INTERRUPT_NOTE}", file=sys.stderr)
