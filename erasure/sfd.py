@@ -24,9 +24,6 @@ iteration runs:
    teacher's override distribution. No real image is used anywhere.
 3. an EMA of θ (off by default, as the official ``--ema 0``).
 
-``fake_warmup_steps`` (not in the official loop, 0 by default) trains f_ψ alone for the first iterations: f_ψ starts
-as the teacher, so at θ's first steps f_p − f_ψ holds no retain signal while the forget branch already pulls.
-
 The result is a generator artifact (``generator/``, a ``UNet2DConditionModel`` folder, plus t_init in the manifest);
 ``pipelines.apply_artifact`` returns a ``pipelines.one_step.OneStepPipeline`` that samples in one call. The
 generator starts from a one-step generator already distilled without forgetting (``initial_generator``; the
@@ -138,7 +135,8 @@ class SFDConfig(EraseConfig):
     # λ_g,r 2: 19 / 6 / 10; λ_g,f 0.5: 10 / 17 / 31; 300 steps at half the learning rate: 17 / 62 / 73. At heart
     # seeds 0 / 2 and star seed 2: 75 steps 6 / 17 / 29; 100 steps 19 / 69 / 29. Which neighbour the forgetting drags
     # along (crescents, crosses) turns on the erasure seed more than on any weight or length tried, so the preset
-    # keeps the official weights. A fake-score warm-up (fake_warmup_steps 50, then the preset's 150 generator steps),
+    # keeps the official weights. A fake-score warm-up (a probe, not kept: f_ψ alone for 50 iterations before the
+    # preset's 150 generator steps, since f_ψ starts as the teacher rather than as G_θ's score),
     # at heart seeds 0 / 2 and star seeds 1 / 2: 2 / 19 / 25 / 23 points (the preset: 35 / 31 / 21 / 8); against the
     # one-step generator it starts from, 15 / 19 / 23 / 19. It moves the damage again without removing it.
     presets = {
@@ -220,13 +218,6 @@ class SFDConfig(EraseConfig):
     ema_decay: float = field(
         default=0.0, metadata={"help": "EMA decay of θ; 0 keeps the raw weights (official --ema 0)."}
     )
-    fake_warmup_steps: int = field(
-        default=0,
-        metadata={
-            "help": "First iterations (of max_train_steps) on which only f_ψ trains, so that it tracks G_θ before "
-            "θ moves (0: the official loop, θ steps from the first iteration)."
-        },
-    )
     max_grad_value: float = field(
         default=1.0, metadata={"help": "Gradient value clipping of both networks (official 1)."}
     )
@@ -249,11 +240,6 @@ class SFDConfig(EraseConfig):
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.ema_decay >= 1 or self.prompt_dropout >= 1:
             raise ConfigError("ema_decay and prompt_dropout must be below 1")
-        if not 0 <= self.fake_warmup_steps < self.max_train_steps:
-            raise ConfigError(
-                f"fake_warmup_steps must be >= 0 and below max_train_steps ({self.max_train_steps}), "
-                f"got {self.fake_warmup_steps}"
-            )
         if self.override is not None:
             if not self.override.strip():
                 self.override = None
@@ -456,12 +442,6 @@ class SFD(EraseMethod):
                 torch.nn.utils.clip_grad_value_(fake.parameters(), cfg.max_grad_value)
                 fake_opt.step()
                 fake_opt.zero_grad(set_to_none=True)  # freed now: only one network's gradients are ever held
-
-                if step <= cfg.fake_warmup_steps:  # f_ψ starts as the teacher, not as G_θ's score
-                    logs = {"loss_fake": fake_loss.item()}
-                    history.append(logs)
-                    notify(callback, step, cfg.max_train_steps, logs)
-                    continue
 
                 # (2) Generator step: SiD on retain prompts, and the forget branch with c_p = c_o, c_ψ = c_f.
                 fake.requires_grad_(False)

@@ -105,16 +105,6 @@ def test_checkpointing_takes_the_same_step_and_leaves_the_teacher_as_it_was(tiny
     assert all(torch.allclose(v, plain[k], atol=1e-6) for k, v in state.items())
 
 
-def test_fake_warmup_trains_the_fake_score_alone_before_the_generator_moves(tiny_pipe):
-    start = tiny_pipe.unet.state_dict()  # init_from_teacher: θ starts at the teacher's weights
-    held = erasure.erase("sfd", tiny_pipe, **{**SFD_ONE_STEP, "max_train_steps": 2, "fake_warmup_steps": 1})
-    assert list(held.loss_history[0]) == ["loss_fake"] and "loss_retain" in held.loss_history[1]
-    moved = held.components["generator"].state_dict()
-    assert any(not torch.equal(v, start[k]) for k, v in moved.items())  # θ stepped once, after the warm-up
-    with pytest.raises(ConfigError, match="fake_warmup_steps must be >= 0 and below max_train_steps"):
-        SFDConfig(concept="star", override="circle", max_train_steps=2, fake_warmup_steps=2)
-
-
 def test_8bit_adam_steps_the_way_adam_does(tiny_pipe):
     """8-bit Adam (bitsandbytes, the lowmem extra) quantises its moments, so its step differs from Adam's, but it
     points the same way."""
