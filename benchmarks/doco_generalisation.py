@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/doco_generalisation.py                 # DoCo, ESD and SalUn (toy presets), about 40 minutes
     python benchmarks/doco_generalisation.py --no-attack     # without the UnlearnDiffAtk runs
+    python benchmarks/doco_generalisation.py --methods doco  # re-run DoCo; the other methods' runs are kept
 
 Writes ``benchmarks/results/doco_generalisation.json`` (``--output`` to change).
 
@@ -114,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     print("base", json.dumps(base_rates), flush=True)
     retain_before = None
     runs: dict[str, Any] = {}
+    if args.output.is_file():  # a subset re-run (a method's preset moved) keeps the others' runs, each with its date
+        kept = json.loads(args.output.read_text()).get("runs", {})
+        runs = {name: run for name, run in kept.items() if name not in args.methods}
     for name in args.methods:
         start = time.perf_counter()
         result = erasure.erase(name, base, concept="star", preset="toy", seed=0)
@@ -129,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         retain_before = retain["before"]
         fd = frechet_distance(base_retain, retain_samples(erased, 2), features="toy")
         runs[name] = {
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "erase_seconds": seconds,
             "star_rates": rates,
             "forget_rate": forget,
