@@ -574,9 +574,10 @@ def _stat(values: Sequence[float | None]) -> dict[str, Any] | None:
 
 
 def build_leaderboard(records: Sequence[Mapping[str, Any]], failed: Mapping[str, str] | None = None) -> Leaderboard:
-    """Group ``results.jsonl`` lines by (model, method label, concept), in plan order, with mean and spread."""
+    """Group ``results.jsonl`` lines by (model, method label, concept), in the order given (``write_leaderboard``
+    gives the plan's, :func:`pipelines.jobs.planned_records`), with mean and spread."""
     groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
-    for record in sorted(records, key=lambda r: r.get("index", 0)):
+    for record in records:
         key = (record["model"], record.get("label") or record["method"], record["concept"])
         groups.setdefault(key, []).append(record)
     rows = []

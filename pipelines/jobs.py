@@ -1162,14 +1162,17 @@ def planned_records(output_dir: str | os.PathLike) -> tuple[list[dict[str, Any]]
     recorded plan keeps every record.
 
     Returns:
-        ``(records, stale)``: the plan's records in ``results.jsonl`` order, and the stale runs' names.
+        ``(records, stale)``: the plan's records in plan order (the job file's, whatever order the runs finished
+        in; without a plan, in the order of each record's ``index``), and the stale runs' names.
     """
     records = read_jsonl(Path(output_dir) / RESULTS_FILE)
-    plan = study_plan(output_dir)
+    marker = Path(output_dir) / STUDY_FILE
+    plan = json.loads(marker.read_text()).get("plan") if marker.is_file() else None
     if plan is None:
-        return records, []
-    stale = [str(r.get("run", r.get("hash"))) for r in records if r.get("hash") not in plan]
-    return [r for r in records if r.get("hash") in plan], stale
+        return sorted(records, key=lambda r: r.get("index", 0)), []
+    order = {run_hash: i for i, run_hash in enumerate(plan)}
+    stale = [str(r.get("run", r.get("hash"))) for r in records if r.get("hash") not in order]
+    return sorted((r for r in records if r.get("hash") in order), key=lambda r: order[r["hash"]]), stale
 
 
 def _ordered_records(out: Path, runs: list[RunSpec]) -> list[dict[str, Any]]:

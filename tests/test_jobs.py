@@ -234,6 +234,20 @@ def _lr(value: float):
     return lambda run: {**run.config, "learning_rate": value}
 
 
+def test_leaderboard_rows_follow_the_job_file_whatever_order_the_runs_finished_in(tmp_path):
+    out = tmp_path / "study"
+    run_jobs(spec_dict(), out, runner=jobs_doubles.numbers_runner, max_parallel=1)
+    in_order = [(row["method"], row["concept"]) for row in write_leaderboard(out).rows]
+    assert in_order == [(m, c) for m in ("esd (toy)", "salun (toy)") for c in ("star", "cross")]
+    # SalUn's runs as a study cut to SalUn numbers them (indices 0 and 1), finished after ESD's: the same runs by
+    # hash, moved in from a cut folder, still sit where the job file puts them.
+    records = results(out)
+    for record in records:
+        record["index"] -= 2 if record["method"] == "salun" else 0
+    (out / RESULTS_FILE).write_text("".join(json.dumps(r) + "\n" for r in reversed(records)))
+    assert [(row["method"], row["concept"]) for row in write_leaderboard(out).rows] == in_order
+
+
 def test_a_run_whose_config_changed_is_left_out_of_the_leaderboard_not_averaged_in(tmp_path, capsys):
     out = tmp_path / "study"
     spec = spec_dict(methods=[{"name": "esd", "preset": "toy"}], concepts=["star"], seeds=[0, 1])
