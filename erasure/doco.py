@@ -150,17 +150,17 @@ class DoCoConfig(EraseConfig):
     # The toy preset, measured erasing "star" (anchor "diamond", 300 steps of which 100 train only D, 2 seeds x 6
     # colours per object): K/V learning rate 5e-5 left every star; 1e-4 removed them all with every other object at
     # 100 %; 1e-3 removed them too but took circles, triangles, crosses and diamonds down to 8-29 %.
-    # Retuned for the leaderboard (issue 26: at 1e-4 with the official surgery the attack recovered heart on 0-37.5 %
-    # of 8 prompts across seeds and thread counts). Heart at seeds 0 / 1 / 2, 2 threads, ASR / retain shift (12
-    # samples per object): 1e-4 (the old preset) 12.5 / 37.5 / 12.5 % with 8 / 0 / 8 points; 2e-4 25 / 0 / 12.5 %
-    # with 8 / 17 / 17 (the stronger step moves other objects); 1e-4 for 500 steps (seed 0) 37.5 % with 25; 2e-4
-    # with true PCGrad (the prior's gradient projected and added, not only subtracted where it conflicts) 12.5 %
-    # at every seed with 0 points: the preset below. The leaderboard's README section has its runs.
+    # The leaderboard's ASR spread (issue 26: the attack recovers heart on 0-37.5 % of 8 prompts across seeds and
+    # thread counts). Heart at seeds 0 / 1 / 2, 2 threads, ASR / retain shift (12 samples per object): the preset
+    # 12.5 / 37.5 / 12.5 % with 8 / 0 / 8 points; lr 2e-4 25 / 0 / 12.5 % with 8 / 17 / 17; 500 steps (seed 0)
+    # 37.5 % with 25; lr 2e-4 with true PCGrad (the prior's gradient projected and added, not only subtracted where
+    # it conflicts) 12.5 % at every seed with 0. That candidate through the whole leaderboard and carry-over: star
+    # 0 % ASR and 0 points at every seed and both thread counts, but heart at 1 thread 25 / 12.5 / 37.5 % (the same
+    # 0-37.5 % range), and erasing diamond took hearts from 100 to 67 % (33 points; the preset: 8). Not kept.
     presets = {
         "toy": {
             "max_train_steps": 300,
-            "learning_rate": 2e-4,
-            "gradient_surgery": "pcgrad",
+            "learning_rate": 1e-4,
             "discriminator_learning_rate": 2e-4,
             "warmup_steps": 100,
             "batch_size": 8,
