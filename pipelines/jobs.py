@@ -1145,11 +1145,15 @@ def run_jobs(
     return result
 
 
+def _plan(output_dir: str | os.PathLike) -> list[str] | None:
+    marker = Path(output_dir) / STUDY_FILE
+    return json.loads(marker.read_text()).get("plan") if marker.is_file() else None
+
+
 def study_plan(output_dir: str | os.PathLike) -> set[str] | None:
     """The hashes of the runs that the last ``run_jobs`` call planned in a study folder (``study.json``'s plan), or
     ``None`` for a folder written before plans were recorded."""
-    marker = Path(output_dir) / STUDY_FILE
-    plan = json.loads(marker.read_text()).get("plan") if marker.is_file() else None
+    plan = _plan(output_dir)
     return None if plan is None else set(plan)
 
 
@@ -1166,8 +1170,7 @@ def planned_records(output_dir: str | os.PathLike) -> tuple[list[dict[str, Any]]
         in; without a plan, in the order of each record's ``index``), and the stale runs' names.
     """
     records = read_jsonl(Path(output_dir) / RESULTS_FILE)
-    marker = Path(output_dir) / STUDY_FILE
-    plan = json.loads(marker.read_text()).get("plan") if marker.is_file() else None
+    plan = _plan(output_dir)
     if plan is None:
         return sorted(records, key=lambda r: r.get("index", 0)), []
     order = {run_hash: i for i, run_hash in enumerate(plan)}
