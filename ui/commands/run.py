@@ -74,11 +74,12 @@ def cmd_run(argv: Sequence[str]) -> int:
     if args.torch_threads is not None and args.torch_threads < 1:
         raise UsageError(f"--torch_threads must be at least 1, got {args.torch_threads}")
     from eval.study import run_study, validate_study
-    from pipelines.jobs import check_output_folder, select_methods
+    from pipelines.jobs import check_output_folder, load_spec, select_methods
 
-    spec, runs = validate_study(args.jobs)
+    spec = load_spec(args.jobs)
     if args.methods:
-        spec, runs = validate_study(select_methods(spec, args.methods))
+        spec = select_methods(spec, args.methods)  # before validating: only the kept methods' grids are resolved
+    spec, runs = validate_study(spec)
     if args.torch_threads is not None:
         import dataclasses
 
