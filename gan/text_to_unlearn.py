@@ -243,7 +243,8 @@ class TextToUnlearnConfig(EraseConfig):
     # (+8.5 / +8.7 / +8.5), every run within the bar; step 200 loses it again (diamond seed 1 +18.7 hearts). The
     # preset: 200 mapper steps (5/9 of 360) and 160 fine-tuning steps, share 0.3. The leaderboard's GAN block (its
     # own latents) agrees: circle 67 / 64 / 73 % (+5.0 / +7.0 / +5.4), diamond 97 / 95 / 100 % (+7.4 / +6.6 / +8.2);
-    # the style (solid / striped) moved by 11.3 and 14.9 points at two of the six runs.
+    # the style (solid / striped) moved by 11.3 and 14.9 points at two of the six runs. At one torch thread the six
+    # runs give the same numbers to the digit.
     presets = {
         "toy": {
             "max_train_steps": 360,

@@ -266,6 +266,40 @@ def test_keep_prompts_add_a_logged_term(toy_gan):
     assert tuning[0]["loss_keep"] == pytest.approx(0.0, abs=1e-6)  # G_t = G_f at the first step
 
 
+def test_the_keep_terms_sample_part_holds_only_what_is_not_the_concept(toy_gan, monkeypatch):
+    """With ``localise`` on, a sample that fully shows the concept (weight 1) is free to change: its reading is not
+    held (holding it pulled every erased sample to CLIP's second reading); one without the concept (weight 0) is."""
+    from gan import text_to_unlearn
+
+    # In every batch of two, the first sample is the concept and the second is not.
+    monkeypatch.setattr(
+        text_to_unlearn.TextToUnlearn,
+        "_concept_weights",
+        lambda self, bundle, frozen, clip, z, *rest: torch.tensor([1.0, 0.0]),
+    )
+    per_sample_parts = []
+    original = text_to_unlearn.zero_shot_shifts
+
+    def spy(*args, **kwargs):
+        per_sample, share = original(*args, **kwargs)
+        per_sample_parts.append(per_sample.detach())
+        return per_sample, share
+
+    monkeypatch.setattr(text_to_unlearn, "zero_shot_shifts", spy)
+    result = erase(
+        "text_to_unlearn", toy_gan, concept="circle", keep_prompts=["a square", "a star", "a heart"],
+        localise="alignment", max_train_steps=8, batch_size=2, direction_samples=4, eval_samples=0,
+        train_part="all", learning_rate=0.01,
+    )  # fmt: skip
+    tuning = [h for h in result.loss_history if h["stage"] == 2.0]
+    assert len(tuning) == len(per_sample_parts) == 4
+    # Once the generator moved, the two samples' readings moved by different amounts (so a plain mean would differ);
+    # the logged term is the second sample's alone.
+    assert any(abs(part[0] - part[1]) > 1e-5 for part in per_sample_parts)
+    for logs, part in zip(tuning, per_sample_parts):
+        assert logs["loss_keep"] == pytest.approx(part[1].item(), rel=1e-5, abs=1e-9)
+
+
 def test_keep_prompts_that_leave_one_value_warn_that_the_term_is_off(toy_gan):
     with pytest.warns(UserWarning, match="keep term is off"):
         result = erase(
