@@ -139,7 +139,10 @@ class ATUConfig(EraseConfig):
     # the toy judges' loader fix, which changed every seeded run's draws; on today's code the preset gives 65 % with
     # +7.9 / 95 % with +18.8.) Step by step on today's code (the EMA generator judged every 60 of the 300 unlearning
     # steps, seed 0): circle 55 / 87 / 79 / 79 / 65 % (+12.3 / +6.6 / +8.6 / +5.5 / +7.9; the style -35 to -17),
-    # diamond 90 / 95 / 96 / 98 / 95 % (-12.7 / +15.4 / +15.3 / +20.9 / +18.8): no stopping step serves both.
+    # diamond 90 / 95 / 96 / 98 / 95 % (-12.7 / +15.4 / +15.3 / +20.9 / +18.8): no stopping step serves both. The
+    # paper's 5000 positives: circle 70 / 94 / 94 / 67 / 33 % (+10.3 / +11.6 / +10.5 / +11.7 / +14.9), diamond 94 /
+    # 100 / 97 / 92 / 94 % (+10.1 / +20.9 / +18.2 / +27.8 / +25.5); batch 32: circle 48 / 85 / 84 / 76 / 85 % (+5.8 /
+    # +7.6 / +6.2 / +11.7 / +22.5), diamond 94 / 97 / 97 / 98 / 93 % (-11.8 / +20.7 / +17.8 / +20.0 / +18.7). Neither.
     presets = {
         "toy": {
             "max_train_steps": 600,
