@@ -203,6 +203,7 @@ def check_claims(rows: Sequence[Mapping[str, Any]]) -> list[ClaimCheck]:
         ]
         evidence = "; ".join(
             f"{c}: {word} {_show(row, 'PUL')}, retain shift {_show(row, 'retain shift')} points"
+            + (f", kept {_show(row, 'kept')}" if _mean(row, "kept") is not None else "")
             for (_, c), row in rows_
         )
         return ClaimCheck(paper, statement, _verdict(outcomes), evidence or "no GAN rows in this study")

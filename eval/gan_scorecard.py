@@ -8,6 +8,10 @@ draws identical z and noise for any two generators of one architecture):
 - **shares**: with a judge that has heads (the toy judges: object, colour, style, background), how often each value
   is the judge's top class, base and erased, and the **largest shift** of any value other than the concept (the
   survivors check of issues 9, 19 and 22);
+- **kept**: the paired view of the same samples. Of the base samples without the concept, the share whose top class
+  on each head is the same after erasure, per value of the concept's head, and the commonest changes. Shares can
+  stay level while samples trade places (stars turn into hearts as hearts turn into circles), which only the paired
+  count sees; shared latents make it free;
 - **FD**: Fréchet distance between erased and base samples on a named feature network (``FD-toy`` in the toy world);
 - **γ** (Text-to-Unlearn's degree of unlearning), when a CLIP backbone is given: the Wasserstein-1 distance between
   the CLIP alignment scores of base and erased samples, for the concept's prompts (in-domain) and its paraphrases
@@ -22,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -35,7 +39,7 @@ from pipelines.gan import GANBundle
 from .judges import load_judge
 from .scorecard import _num, _pct
 
-GAN_LEADERBOARD_COLUMNS = ("forget", "PUL", "worst other shift", "FD", "γ in-domain", "γ out-of-domain")
+GAN_LEADERBOARD_COLUMNS = ("forget", "PUL", "worst other shift", "kept", "FD", "γ in-domain", "γ out-of-domain")
 
 
 @dataclass
@@ -49,7 +53,7 @@ class GANScorecard:
         sampling (`dict`): ``num_samples`` and ``seed`` of the shared latents.
         rates (`dict`): ``forget`` (base / erased rates), ``pul``, and with a headed judge ``shares`` (head to
             ``{"base": {value: share}, "erased": {...}}``) and ``worst_other`` (``{"name", "base", "erased",
-            "shift"}``).
+            "shift"}``), and ``kept`` (:func:`kept_on_shared_latents`).
         distances (`dict`, *optional*): ``erased_vs_base``, a Fréchet distance with its feature network named.
         gamma (`dict`, *optional*): ``in_domain`` and ``out_of_domain`` results of
             :func:`gan.metrics.degree_of_unlearning`.
@@ -84,6 +88,7 @@ class GANScorecard:
                 "forget": self.rates["forget"]["erased"],
                 "PUL": self.rates.get("pul"),
                 "worst other shift": worst["shift"] if worst else None,
+                "kept": (self.rates.get("kept") or {}).get("share"),
                 "FD": fd["value"] if fd else None,
                 "γ in-domain": gamma["in_domain"]["gamma"] if gamma.get("in_domain") else None,
                 "γ out-of-domain": gamma["out_of_domain"]["gamma"] if gamma.get("out_of_domain") else None,
@@ -98,6 +103,8 @@ class GANScorecard:
             "forget": f"share of samples in which the {self.judge.get('name')} judge finds '{self.concept}'",
             "PUL": "percentage of unlearning, (N_base − N_erased) / N_base on the same latents (Adapt-then-Unlearn)",
             "worst other shift": "the largest change, in points, of any other value's share of the judge's top class",
+            "kept": f"of the samples without '{self.concept}' before erasure, the share whose top {self.kind} is the "
+            "same after (same latents)",
             "FD": f"{fd['metric']} between erased and base samples" if fd else "Fréchet distance (not measured)",
             "γ": "Wasserstein-1 distance between the CLIP alignment scores of base and erased samples "
             f"(Text-to-Unlearn){f'; backbone {backbone}' if backbone else ' (not measured)'}",
@@ -131,6 +138,7 @@ class GANScorecard:
                 _pct(row["forget"]),
                 _pct(row["PUL"]),
                 "–" if worst is None else f"{100 * worst:+.1f} pts ({self.rates['worst_other']['name']})",
+                _pct(row["kept"]),
                 _num(row["FD"], 4),
                 _num(row["γ in-domain"], 4),
                 _num(row["γ out-of-domain"], 4),
@@ -145,6 +153,13 @@ class GANScorecard:
                 after = table["erased"][value]
                 lines.append(f"| {value} | {_pct(before)} | {_pct(after)} | {100 * (after - before):+.1f} pts |")
             lines.append("")
+        kept = self.rates.get("kept") or {}
+        if kept.get("by_value"):
+            lines += [f"## Kept, by {self.kind}", "", f"{kept['num_samples']} base samples without the concept.", ""]
+            lines += ["| value | kept |", "|---|---|"]
+            lines += [f"| {value} | {_pct(share)} |" for value, share in kept["by_value"].items()]
+            changes = ", ".join(f"{c['from']} -> {c['to']}: {c['count']}" for c in kept["changes"]) or "none"
+            lines += ["", f"Commonest changes: {changes}.", ""]
         for domain, result in (self.gamma or {}).items():
             if result:
                 lines += [f"## γ, {domain.replace('_', '-')} ({result['backbone']})", ""]
@@ -216,6 +231,59 @@ def _write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def kept_on_shared_latents(
+    p_before: Mapping[str, Any],
+    p_after: Mapping[str, Any],
+    heads: Mapping[str, Sequence[str]],
+    without_concept: Sequence[bool],
+    head: str | None,
+    concept: str,
+    *,
+    num_changes: int = 5,
+) -> dict[str, Any] | None:
+    """Paired retention: of the samples that do not show the concept before erasure, how many keep their top class.
+
+    Args:
+        p_before, p_after: the judge's probabilities per head (``(N, classes)``) on the same latents, base and erased.
+        heads: each head's class names.
+        without_concept: per sample, whether the base sample lacks the concept (the judge's verdict).
+        head: the concept's head (``"object"`` for "circle"); ``None`` for a concept that is no head's value.
+        concept: the erased value, left out of ``by_value``.
+        num_changes: how many of the commonest changes (``from -> to`` on the concept's head) to list.
+
+    Returns:
+        ``{"num_samples", "by_head": {head: share}, "share"}`` (``share``: the concept's head, else ``None``), with
+        ``by_value`` (each other value's share kept), ``worst`` and ``changes`` when the concept is a head's value;
+        ``None`` when every base sample shows the concept.
+    """
+    mask = np.asarray(without_concept, dtype=bool)
+    if not mask.any():
+        return None
+    tops = {h: (np.asarray(p_before[h].argmax(1)), np.asarray(p_after[h].argmax(1))) for h in heads}
+    by_head = {h: float((before[mask] == after[mask]).mean()) for h, (before, after) in tops.items()}
+    result: dict[str, Any] = {"num_samples": int(mask.sum()), "by_head": by_head, "share": by_head.get(head)}
+    if head not in tops:
+        return result
+    before, after = tops[head]
+    names = list(heads[head])
+    by_value = {
+        name: float((after[mask & (before == i)] == i).mean())
+        for i, name in enumerate(names)
+        if name != concept and (mask & (before == i)).any()
+    }
+    moved = mask & (before != after)
+    pairs, counts = np.unique(np.stack([before[moved], after[moved]], 1), axis=0, return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:num_changes]
+    result["by_value"] = by_value
+    if by_value:
+        worst = min(by_value, key=by_value.__getitem__)
+        result["worst"] = {"name": f"{head}: {worst}", "kept": by_value[worst]}
+    result["changes"] = [
+        {"from": names[pairs[k][0]], "to": names[pairs[k][1]], "count": int(counts[k])} for k in order
+    ]
+    return result
+
+
 def gan_scorecard(
     model: GANBundle,
     base: GANBundle,
@@ -272,7 +340,8 @@ def gan_scorecard(
     before = base.sample(num_samples, seed=seed)
     after = model.sample(num_samples, seed=seed)
     stage("judge")
-    hits_before = sum(v.success for v in judge(before, concept))
+    verdicts_before = judge(before, concept)
+    hits_before = sum(v.success for v in verdicts_before)
     hits_after = sum(v.success for v in judge(after, concept))
     rates: dict[str, Any] = {
         "forget": {"concept": value, "base": hits_before / num_samples, "erased": hits_after / num_samples},
@@ -299,6 +368,8 @@ def gan_scorecard(
             "erased": shares[h]["erased"][v],
             "shift": shares[h]["erased"][v] - shares[h]["base"][v],
         }
+        without_concept = [not v.success for v in verdicts_before]
+        rates["kept"] = kept_on_shared_latents(p_before, p_after, heads, without_concept, kind, value)
 
     distances = None
     if fid_features is not None:

@@ -57,11 +57,22 @@ LEADERBOARD_COLUMNS: tuple[str, ...] = ("pre-ASR", "ASR", "FID", "CLIP", "UA", "
 """The leaderboard's columns, named as the public leaderboards name them (time in seconds, memory in MB)."""
 # Beside them, what the erasure literature's own tables report: forget rate, paraphrase forget rate (the concept asked
 # for in other words), the worst shift of another concept's rate, and the erasure's own wall time.
-# GAN runs add PUL (the relative drop of the concept's share on shared latents) and γ (Text-to-Unlearn's degree of
+# GAN runs add PUL (the relative drop of the concept's share on shared latents), kept (of the samples without the
+# concept, the share that keep their top class: the paired view the shares hide) and γ (Text-to-Unlearn's degree of
 # unlearning); their FID column holds the FD between erased and base samples (``eval.gan_scorecard``).
-EXTRA_COLUMNS: tuple[str, ...] = ("forget", "paraphrase", "retain shift", "erase time", "PUL", "gamma")
-RATE_COLUMNS = ("pre-ASR", "ASR", "UA", "IRA", "CRA", "forget", "paraphrase", "retain shift", "PUL")
-GAN_TABLE_COLUMNS: tuple[str, ...] = ("forget", "PUL", "retain shift", "FID", "gamma", "erase time", "time", "memory")
+EXTRA_COLUMNS: tuple[str, ...] = ("forget", "paraphrase", "retain shift", "erase time", "PUL", "gamma", "kept")
+RATE_COLUMNS = ("pre-ASR", "ASR", "UA", "IRA", "CRA", "forget", "paraphrase", "retain shift", "PUL", "kept")
+GAN_TABLE_COLUMNS: tuple[str, ...] = (
+    "forget",
+    "PUL",
+    "retain shift",
+    "kept",
+    "FID",
+    "gamma",
+    "erase time",
+    "time",
+    "memory",
+)
 # The Markdown table's order: what was erased, what survived, quality, robustness, cost.
 TABLE_COLUMNS: tuple[str, ...] = (
     "forget",
@@ -266,6 +277,7 @@ def _score_gan(run: RunSpec, result, base, workdir: Path, context: RunContext, o
         "base forget": card.forget_rate["base"],
         "PUL": card.rates["pul"],
         "retain shift": abs(worst["shift"]) if worst else None,
+        "kept": (card.rates.get("kept") or {}).get("share"),
         "FID": (card.distances or {}).get("erased_vs_base", {}).get("value"),
         "gamma": (card.gamma or {}).get("in_domain", {}).get("gamma") if card.gamma else None,
     }
@@ -277,6 +289,8 @@ def _score_gan(run: RunSpec, result, base, workdir: Path, context: RunContext, o
             "forget": f"{judge} judge, {samples} GAN samples (shared latents)",
             "PUL": f"(N_base − N_erased) / N_base, {judge} judge, {samples} shared latents",
             "retain shift": f"GANs: largest change of another value's share of the {judge} judge's top class",
+            "kept": f"GANs: of the samples without the concept, the share whose top class on the concept's head "
+            f"({judge} judge) is unchanged, same latents",
         }
     )
     if metrics["FID"] is not None:
