@@ -6,6 +6,8 @@ repulsion changed (same seed, same γ, so the losses compare like with like), th
 
 - PUL: the fraction of the base generator's samples of the object that no longer show it (identical latents);
 - the largest shift of any other object's share, and the rarest other object (does everything else survive?);
+- kept: of the samples without the object before, the share that still show the same object after (the paired count
+  on shared latents; the shares can stay level while samples trade places), per object, and the commonest changes;
 - FD-toy: Fréchet distance between erased and base samples on the toy judge's penultimate features (2000 each);
 - wall seconds of the run.
 
@@ -28,6 +30,7 @@ import torch
 import gan
 from erasure import erase
 from eval.gan_metrics import generator_fd
+from eval.gan_scorecard import kept_on_shared_latents
 from eval.judges import load_judge
 from gan.adapt_then_unlearn import ATUConfig
 from gan.metrics import object_frequency, percentage_of_unlearning
@@ -49,6 +52,7 @@ def main() -> None:
     judge = load_judge("toy-heldout")
     gamma = args.gamma if args.gamma is not None else ATUConfig.presets["toy"]["gamma"]
     base_frequency = object_frequency(bundle, judge, num_samples=NUM_SAMPLES, seed=1)
+    base_probabilities = judge.probabilities(bundle.sample(NUM_SAMPLES, seed=1))
     runs = []
     for concept in args.objects:
         for repulsion in args.repulsions:
@@ -64,6 +68,12 @@ def main() -> None:
             others = {o: f for o, f in frequency.items() if o != concept}
             shifts = {o: f - base_frequency[o] for o, f in others.items()}
             moved = max(shifts, key=lambda o: abs(shifts[o]))
+            erased_probabilities = judge.probabilities(erased.sample(NUM_SAMPLES, seed=1))
+            objects = judge.heads["object"]
+            without = (base_probabilities["object"].argmax(1) != objects.index(concept)).tolist()
+            kept = kept_on_shared_latents(
+                base_probabilities, erased_probabilities, judge.heads, without, "object", concept
+            )
             run = {
                 "concept": concept,
                 "repulsion": repulsion,
@@ -77,13 +87,20 @@ def main() -> None:
                 "most_moved_object": moved,
                 "most_moved_shift": shifts[moved],
                 "meets_bar": pul["pul"] >= 0.9 and abs(shifts[moved]) <= 0.10,
+                "kept": kept["share"],
+                "least_kept_object": kept["worst"]["name"].removeprefix("object: "),
+                "least_kept": kept["worst"]["kept"],
+                "kept_by_object": kept["by_value"],
+                "kept_by_head": kept["by_head"],
+                "commonest_changes": kept["changes"],
                 "fd_toy_vs_base": generator_fd(bundle, erased, num_samples=2000).value,
                 "rarest_other_object": min(others, key=others.get),
                 "rarest_other_frequency": min(others.values()),
                 "object_frequency": frequency,
                 "seconds": round(seconds, 1),
             }
-            print(json.dumps({k: v for k, v in run.items() if k != "object_frequency"}), flush=True)
+            brief = ("object_frequency", "kept_by_object", "kept_by_head", "commonest_changes")
+            print(json.dumps({k: v for k, v in run.items() if k not in brief}), flush=True)
             runs.append(run)
 
     report = {
@@ -100,7 +117,9 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(), "torch": torch.__version__},
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2))
+    tmp = Path(args.output).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(args.output)
     print(f"wrote {args.output}")
 
 

@@ -7,6 +7,8 @@ latents judged by the held-out toy judge (``toy-heldout``: no run here trains ag
 
 - the concept's share of samples before and after, and its relative drop (the bar: >= 60 %);
 - the largest shift of any other object or colour's share, in points (the bar: <= 10);
+- kept: of the samples without the concept, the share that keep their top class on the concept's head (the paired
+  count on shared latents, which sees samples trading places that the shares cannot), and the least kept value;
 - FD-toy against the base generator (1000 samples each; the toy judge's features, which Text-to-Unlearn's perceptual
   term can hold, though its toy preset does not, and which Adapt-then-Unlearn's sorting reads);
 - γ, the W1 distance between CLIP alignment distributions (the toy CLIP), in-domain (the training prompt) and
@@ -96,6 +98,7 @@ def main() -> None:
             }
             worst_name = max(shifts, key=lambda k: abs(shifts[k]))
             worst = {"name": worst_name, "shift": shifts[worst_name]}
+            kept = card.rates["kept"]
             drop = card.rates["pul"] if card.rates["pul"] is not None else float("nan")
             run = {
                 "concept": concept,
@@ -107,6 +110,11 @@ def main() -> None:
                 "worst_other": worst["name"],
                 "worst_other_shift_points": round(100 * worst["shift"], 2),
                 "meets_bar": bool(drop >= BAR_DROP and abs(worst["shift"]) <= BAR_SHIFT),
+                "kept": kept["share"],
+                "least_kept": kept["worst"]["name"],
+                "least_kept_share": kept["worst"]["kept"],
+                "kept_by_head": kept["by_head"],
+                "commonest_changes": kept["changes"],
                 "fd_toy_vs_base": card.distances["erased_vs_base"]["value"],
                 "gamma_in_domain": card.gamma["in_domain"]["gamma"],
                 "gamma_out_of_domain": card.gamma["out_of_domain"]["gamma"],
@@ -115,7 +123,8 @@ def main() -> None:
                 "seconds": round(seconds, 1),
                 "shares_after": {h: t["erased"] for h, t in card.rates["shares"].items()},
             }
-            print(json.dumps({k: v for k, v in run.items() if k != "shares_after"}), flush=True)
+            brief = ("shares_after", "kept_by_head", "commonest_changes")
+            print(json.dumps({k: v for k, v in run.items() if k not in brief}), flush=True)
             runs.append(run)
 
     if args.update and Path(args.output).exists():
