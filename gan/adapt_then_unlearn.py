@@ -136,9 +136,11 @@ class ATUConfig(EraseConfig):
     # (colour +17), 5e5 a copy so close to the base that IL2's γ/d collapses every sample (100 %, objects +31 / +42);
     # repelling only some weights keeps the style but loses the drop: the mapping network 25 / 92 % (-12.3 / +17.8),
     # the synthesis network 28 / 72 % (+9.4 / +12.6), and with γ = 10 30 / 76 % (+8.8 / +18.6). (Those runs predate
-    # the toy judges' loader fix, which changed every seeded run's draws; on today's code the preset gives 65 % with
-    # +7.9 / 95 % with +18.8.) Step by step on today's code (the EMA generator judged every 60 of the 300 unlearning
-    # steps, seed 0): circle 55 / 87 / 79 / 79 / 65 % (+12.3 / +6.6 / +8.6 / +5.5 / +7.9; the style -35 to -17),
+    # the toy judges' loader fix; on that fix's code the preset gave 65 % with +7.9 / 95 % with +18.8. On 2026-12-07,
+    # on another machine of the pool, the same code gave 75 % with +10.3 / 96 % with +22.0 again: the runs move with
+    # the machine's floating point, so the loader fix was not the cause.) Step by step on that machine (the EMA
+    # generator judged every 60 of the 300 unlearning steps, seed 0): circle 55 / 87 / 79 / 79 / 65 % (+12.3 / +6.6 /
+    # +8.6 / +5.5 / +7.9; the style -35 to -17),
     # diamond 90 / 95 / 96 / 98 / 95 % (-12.7 / +15.4 / +15.3 / +20.9 / +18.8): no stopping step serves both. The
     # paper's 5000 positives: circle 70 / 94 / 94 / 67 / 33 % (+10.3 / +11.6 / +10.5 / +11.7 / +14.9), diamond 94 /
     # 100 / 97 / 92 / 94 % (+10.1 / +20.9 / +18.2 / +27.8 / +25.5); batch 32: circle 48 / 85 / 84 / 76 / 85 % (+5.8 /
