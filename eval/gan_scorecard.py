@@ -10,7 +10,7 @@ draws identical z and noise for any two generators of one architecture):
   survivors check of issues 9, 19 and 22);
 - **kept**: the paired view of the same samples. Of the base samples without the concept, the share whose top class
   on each head is the same after erasure, per value of the concept's head, and the commonest changes. Shares can
-  stay level while samples trade places (stars turn into hearts as hearts turn into circles), which only the paired
+  stay level while samples trade places (stars turn into hearts as hearts turn into stars), which only the paired
   count sees; shared latents make it free;
 - **FD**: Fréchet distance between erased and base samples on a named feature network (``FD-toy`` in the toy world);
 - **γ** (Text-to-Unlearn's degree of unlearning), when a CLIP backbone is given: the Wasserstein-1 distance between
