@@ -33,7 +33,8 @@ from eval.gan_metrics import generator_fd
 from eval.gan_scorecard import kept_on_shared_latents
 from eval.judges import load_judge
 from gan.adapt_then_unlearn import ATUConfig
-from gan.metrics import object_frequency, percentage_of_unlearning
+from gan.metrics import percentage_of_unlearning
+from pipelines.toy.quality import top_class_frequency
 
 OUT = Path(__file__).resolve().parent / "results" / "atu.json"
 NUM_SAMPLES = 1000
@@ -51,8 +52,10 @@ def main() -> None:
     bundle = gan.load(args.gan)
     judge = load_judge("toy-heldout")
     gamma = args.gamma if args.gamma is not None else ATUConfig.presets["toy"]["gamma"]
-    base_frequency = object_frequency(bundle, judge, num_samples=NUM_SAMPLES, seed=1)
+    objects = judge.heads["object"]
+    # One draw and one judging per generator: shares and kept both read these probabilities (seed 1's latents).
     base_probabilities = judge.probabilities(bundle.sample(NUM_SAMPLES, seed=1))
+    base_frequency = top_class_frequency(base_probabilities["object"], objects)
     runs = []
     for concept in args.objects:
         for repulsion in args.repulsions:
@@ -64,12 +67,11 @@ def main() -> None:
             seconds = time.perf_counter() - start
             erased = bundle.with_generator(result.components["generator"])
             pul = percentage_of_unlearning(bundle, erased, judge, concept, num_samples=NUM_SAMPLES, seed=1)
-            frequency = object_frequency(erased, judge, num_samples=NUM_SAMPLES, seed=1)
+            erased_probabilities = judge.probabilities(erased.sample(NUM_SAMPLES, seed=1))
+            frequency = top_class_frequency(erased_probabilities["object"], objects)
             others = {o: f for o, f in frequency.items() if o != concept}
             shifts = {o: f - base_frequency[o] for o, f in others.items()}
             moved = max(shifts, key=lambda o: abs(shifts[o]))
-            erased_probabilities = judge.probabilities(erased.sample(NUM_SAMPLES, seed=1))
-            objects = judge.heads["object"]
             without = (base_probabilities["object"].argmax(1) != objects.index(concept)).tolist()
             kept = kept_on_shared_latents(
                 base_probabilities, erased_probabilities, judge.heads, without, "object", concept

@@ -44,7 +44,8 @@ def main() -> None:
     keep = [i for i, name in enumerate(base_objects) if name != args.concept][: args.columns]
     rows, labels = [to_pil(base_images[keep])], ["base"]
     for method in args.methods:
-        runs = sorted(Path(args.study, "runs").glob(f"{method.replace('_', '-')}-{args.concept}-seed{args.seed}-*"))
+        pattern = f"{method.replace('_', '-')}-{args.concept}-seed{args.seed}-*/scorecard/scorecard.json"
+        runs = [card.parent.parent for card in sorted(Path(args.study, "runs").glob(pattern))]
         if not runs:
             raise SystemExit(f"no finished {method} run for {args.concept!r} at seed {args.seed} in {args.study}")
         erased = apply_artifact(bundle, runs[-1] / "artifact")
