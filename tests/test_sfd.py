@@ -105,6 +105,40 @@ def test_checkpointing_takes_the_same_step_and_leaves_the_teacher_as_it_was(tiny
     assert all(torch.allclose(v, plain[k], atol=1e-6) for k, v in state.items())
 
 
+def test_retain_anchor_holds_the_retain_samples_near_the_start(tiny_pipe):
+    """λ_a (not in the paper) regresses the retain samples onto the initial generator's: zero at the first step (the
+    generator is its start), logged after, and over a few steps it keeps the retain samples closer to where they
+    began than the same run without it (same seed, same prompts, same noise)."""
+    from pipelines.data import object_retain_prompts
+    from pipelines.one_step import one_step_x0
+    from pipelines.sd import encode_prompts
+
+    run = {**SFD_ONE_STEP, "max_train_steps": 6, "learning_rate": 1e-3, "fake_learning_rate": 1e-3, "forget_weight": 5}
+    plain = erasure.erase("sfd", tiny_pipe, **run)
+    anchored = erasure.erase("sfd", tiny_pipe, retain_anchor_weight=1e4, **run)
+    assert anchored.loss_history[0]["loss_anchor"] == 0 and anchored.loss_history[-1]["loss_anchor"] > 0
+    assert all(h["loss_anchor"] == 0 for h in plain.loss_history)
+
+    emb = encode_prompts(tiny_pipe.tokenizer, tiny_pipe.text_encoder, object_retain_prompts("star")[:2])
+    unet = tiny_pipe.unet
+    z = torch.randn(
+        2,
+        unet.config.in_channels,
+        unet.config.sample_size,
+        unet.config.sample_size,
+        generator=torch.Generator().manual_seed(7),
+    )
+    ac = tiny_pipe.scheduler.alphas_cumprod
+    t_init = anchored.config.init_timestep
+    with torch.no_grad():
+        start = one_step_x0(unet, z, emb, t_init, ac)
+        moved = {
+            name: (one_step_x0(r.components["generator"], z, emb, t_init, ac) - start).norm().item()
+            for name, r in (("plain", plain), ("anchored", anchored))
+        }
+    assert moved["anchored"] < moved["plain"], moved
+
+
 def test_8bit_adam_steps_the_way_adam_does(tiny_pipe):
     """8-bit Adam (bitsandbytes, the lowmem extra) quantises its moments, so its step differs from Adam's, but it
     points the same way."""
