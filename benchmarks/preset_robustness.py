@@ -7,6 +7,11 @@ counts and objects outside the leaderboard, from finished studies.
     python benchmarks/preset_robustness.py --studies study-leaderboard/ study-leaderboard-1thread/ \
         --carryover study-carryover/
 
+After a preset change for one method, re-run its runs in studies cut with ``--methods`` and update only its entry::
+
+    erasure-studio run configs/jobs/toy-leaderboard.yaml --methods sfd --output_dir study-leaderboard-sfd/
+    python benchmarks/preset_robustness.py --studies study-leaderboard-sfd/ --update
+
 Reads the studies' ``results.jsonl`` (nothing is re-run), keeping only the runs that today's presets plan (each
 study's job re-planned from its ``study.json``: a run of an earlier preset value has another hash and is left out),
 and writes ``benchmarks/results/preset_robustness.json``: per method (its leaderboard label), every run (study, role,
@@ -141,6 +146,12 @@ def main() -> None:
         "--carryover", nargs="*", default=[], help="Study folders on objects outside the leaderboard (carry-over)."
     )
     parser.add_argument("--output", default=str(OUT))
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="Replace only the methods these studies hold in the existing output; the other methods' entries (and "
+        "their studies) stay as they were (a preset re-run for one method, in a study cut with --methods).",
+    )
     args = parser.parse_args()
     studies = {}
     for folder in [*args.studies, *args.carryover]:
@@ -158,6 +169,13 @@ def main() -> None:
         "methods": summarise(studies, {Path(folder).name for folder in args.carryover}),
     }
     out = Path(args.output)
+    if args.update and out.is_file():
+        previous = json.loads(out.read_text())
+        kept = {label: entry for label, entry in previous["methods"].items() if label not in report["methods"]}
+        kept_studies = {run["study"] for entry in kept.values() for run in entry["runs"]}
+        report["studies"] = [s for s in previous["studies"] if s in kept_studies] + report["studies"]
+        report["carryover"] = [s for s in previous["carryover"] if s in kept_studies] + report["carryover"]
+        report["methods"] = {**kept, **report["methods"]}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=1))
