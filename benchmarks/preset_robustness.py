@@ -118,6 +118,19 @@ def current_records(folder: Path) -> list[dict]:
     return [r for r in records if r["hash"] in planned]
 
 
+def updated_report(previous: dict, report: dict) -> dict:
+    """``previous`` with the methods of ``report`` replaced: the other methods' entries stay as they were, and the
+    study lists keep the earlier studies only where a kept method's runs came from them."""
+    kept = {label: entry for label, entry in previous["methods"].items() if label not in report["methods"]}
+    kept_studies = {run["study"] for entry in kept.values() for run in entry["runs"]}
+    return {
+        **report,
+        "studies": [s for s in previous["studies"] if s in kept_studies] + report["studies"],
+        "carryover": [s for s in previous["carryover"] if s in kept_studies] + report["carryover"],
+        "methods": {**kept, **report["methods"]},
+    }
+
+
 def _thread_deltas(runs: list[dict]) -> list[dict]:
     """For each (concept, seed) run at two thread counts: how much each metric moved."""
     by_key: dict[tuple[str, int], dict[int, dict]] = {}
@@ -170,12 +183,7 @@ def main() -> None:
     }
     out = Path(args.output)
     if args.update and out.is_file():
-        previous = json.loads(out.read_text())
-        kept = {label: entry for label, entry in previous["methods"].items() if label not in report["methods"]}
-        kept_studies = {run["study"] for entry in kept.values() for run in entry["runs"]}
-        report["studies"] = [s for s in previous["studies"] if s in kept_studies] + report["studies"]
-        report["carryover"] = [s for s in previous["carryover"] if s in kept_studies] + report["carryover"]
-        report["methods"] = {**kept, **report["methods"]}
+        report = updated_report(json.loads(out.read_text()), report)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=1))

@@ -185,3 +185,13 @@ def test_preset_robustness_reads_spreads_across_studies_and_thread_counts(monkey
     assert result["steady"]["spreads"]["ASR, every object"]["range"] == pytest.approx(0.6)
     assert [r["role"] for r in result["steady"]["runs"]].count("carry-over") == 1
     assert result["unerased"]["verdicts"] == {"forget": "does not hold", "ASR": "holds", "retain shift": "holds"}
+
+    # --update: a re-run of one method's preset replaces its entry and leaves the others (and their studies) alone.
+    from preset_robustness import updated_report
+
+    previous = {"studies": ["two threads", "one thread"], "carryover": [], "methods": result}
+    rerun = summarise({"steady again": [record("steady", s, 2, 0.3, 0.5) for s in (0, 1)]})
+    merged = updated_report(previous, {"studies": ["steady again"], "carryover": [], "methods": rerun})
+    assert merged["methods"]["steady"]["spreads"]["forget"]["max"] == pytest.approx(0.3)
+    assert merged["methods"]["swinging"] == result["swinging"]
+    assert merged["studies"] == ["two threads", "one thread", "steady again"]
