@@ -158,6 +158,7 @@ class SFDConfig(EraseConfig):
     # seeds 0 / 1 / 2 and 15 / 12.5 / 12.5 at star seeds 0 / 1 / 2, circles at five of six; the one-step generator
     # it starts from draws circles at 83 %, and against it no object falls by more than 8.3 points. Carry-over
     # (seed 0): cross 0 % / 15, crescent 27 % / 8, diamond 0 % / 15 (the preset: 42 / 0 / 42 at 12 samples). Kept.
+    # λ_a = 3 at star / heart seed 0 (two points only, not adopted): forget 0 %, circles 90 % at both (10.4 points).
     presets = {
         "toy": {
             "initial_generator": "toy",
