@@ -91,7 +91,7 @@ def test_artifact_reproduces_the_samples_and_leaves_the_base_alone(bundle, tmp_p
 def test_erasure_lowers_the_concept_rate_and_the_repulsion_does_the_work(bundle):
     # The judge calls a third of this generator's samples "circle" (redness above its threshold). 30 adaptation and
     # 30 unlearning steps with EL2 must remove a real share of them on the same latents, and clearly more than the
-    # same run without repulsion (fine-tuning on positives alone).
+    # same run without repulsion (fine-tuning on positives alone). The paper's method: no retain anchor.
     def run(**overrides):
         return erasure.erase(
             "adapt_then_unlearn",
@@ -103,6 +103,7 @@ def test_erasure_lowers_the_concept_rate_and_the_repulsion_does_the_work(bundle)
             num_positives=256,
             fisher_samples=8,
             eval_samples=256,
+            retain_anchor_weight=0.0,
             **overrides,
         ).metrics
 
@@ -112,6 +113,32 @@ def test_erasure_lowers_the_concept_rate_and_the_repulsion_does_the_work(bundle)
     assert with_repulsion["negatives_base"] > 40
     assert with_repulsion["pul"] > 0.3
     assert with_repulsion["pul"] > without_repulsion["pul"] + 0.2
+
+
+def test_retain_anchor_holds_the_positives_near_the_pretrained_generator(bundle):
+    # Same run with and without the anchor: on fresh latents whose base sample is not a "circle", the anchored
+    # generator's samples must stay clearly closer to the base generator's (the anchor regresses G_θ(z) on the
+    # positives' latents to what G_θG drew there).
+    def run(weight: float) -> GANBundle:
+        result = erasure.erase(
+            "adapt_then_unlearn", bundle, preset="toy", concept="circle", max_train_steps=60, num_negatives=64,
+            num_positives=256, fisher_samples=8, eval_samples=0, gamma=30.0, retain_anchor_weight=weight,
+        )  # fmt: skip
+        assert all(h["loss_anchor"] == 0 for h in result.loss_history if h["stage"] == 1)
+        unlearning = [h["loss_anchor"] for h in result.loss_history if h["stage"] == 2]
+        assert unlearning[-1] > 0 if weight else all(v == 0 for v in unlearning)  # 0 at step one: θ = θ_G
+        return bundle.with_generator(result.components["generator"])
+
+    base_images = bundle.sample(128, seed=1)
+    positives = ~torch.tensor([v.success for v in bundle.judge(base_images, "circle")])
+    assert positives.sum() > 40
+
+    def moved(erased: GANBundle) -> float:
+        images = erased.sample(128, seed=1)
+        return (images - base_images)[positives].pow(2).mean().item()
+
+    free, anchored = moved(run(0.0)), moved(run(100.0))
+    assert anchored < 0.5 * free, f"the anchor did not hold the positives: {anchored:.4f} against {free:.4f}"
 
 
 def test_a_discriminator_is_required(bundle):
@@ -188,6 +215,10 @@ def test_config_validates_and_splits_the_steps():
         ATUConfig(concept="circle", max_train_steps=2, num_adapted_models=2)
     with pytest.raises(ConfigError, match="repulsion"):
         ATUConfig(concept="circle", repulsion="l1")
+    with pytest.raises(ConfigError, match="mixing=0"):
+        ATUConfig(concept="circle", retain_anchor_weight=1.0, mixing=0.9)
+    with pytest.raises(ConfigError, match="retain_anchor_weight"):
+        ATUConfig(concept="circle", retain_anchor_weight=-1.0, mixing=0.0)
     assert "adapt_then_unlearn" in erasure.list_methods()
     assert gan.adapt_then_unlearn.AdaptThenUnlearn.targets == ("generator",)
 
