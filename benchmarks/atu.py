@@ -1,8 +1,10 @@
 """Adapt-then-Unlearn on the toy StyleGAN2: PUL and FD for the three repulsion losses on two objects.
 
 For each object and each repulsion (IL2 γ/d, NL2 −γ·d, EL2 100·exp(−γ·d)), one run of the toy preset with only the
-repulsion changed (same seed, same γ, so the losses compare like with like), then on 1000 shared latents, judged by
-``toy-heldout`` (the method sorts its samples with the ``toy`` judge, so that judge's verdicts would be circular):
+repulsion changed (same seed, same γ, so the losses compare like with like), and the preset once more without its
+retain anchor (the paper's method: the reference the anchor is measured against); then on 1000 shared latents,
+judged by ``toy-heldout`` (the method sorts its samples with the ``toy`` judge, so that judge's verdicts would be
+circular):
 
 - PUL: the fraction of the base generator's samples of the object that no longer show it (identical latents);
 - the largest shift of any other object's share, and the rarest other object (does everything else survive?);
@@ -13,8 +15,8 @@ repulsion changed (same seed, same γ, so the losses compare like with like), th
 
 The bar (issue 19): the preset reaches PUL >= 90 % with every other object's share within 10 points.
 
-Writes ``benchmarks/results/atu.json``. Run: ``python benchmarks/atu.py`` (6 runs of about 2-4 minutes on 2 CPU
-cores); ``--objects circle --repulsions el2`` for a subset.
+Writes ``benchmarks/results/atu.json``. Run: ``python benchmarks/atu.py`` (8 runs of about 2-4 minutes on 2 CPU
+cores); ``--objects circle --repulsions el2 --no-reference`` for a subset.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ def main() -> None:
     parser.add_argument("--objects", nargs="+", default=["circle", "diamond"])
     parser.add_argument("--repulsions", nargs="+", default=["il2", "nl2", "el2"], choices=["il2", "nl2", "el2"])
     parser.add_argument("--gamma", type=float, default=None, help="γ for every repulsion (default: the toy preset's)")
+    parser.add_argument(
+        "--no-reference", dest="reference", action="store_false", help="skip the preset's run without the anchor"
+    )
     parser.add_argument("--output", default=str(OUT))
     parser.add_argument("--gan", default="toy", help="the GAN to erase from: toy, or a bundle folder")
     args = parser.parse_args()
@@ -57,12 +62,18 @@ def main() -> None:
     base_probabilities = judge.probabilities(bundle.sample(NUM_SAMPLES, seed=1))
     base_frequency = top_class_frequency(base_probabilities["object"], objects)
     runs = []
+    preset = ATUConfig.presets["toy"]
+    # Each repulsion with the preset's retain anchor, and the preset's repulsion once more without it (the paper's
+    # method, the reference the anchor is measured against; --no-reference skips it).
+    variants = [(r, preset["retain_anchor_weight"]) for r in args.repulsions]
+    if args.reference and preset["repulsion"] in args.repulsions:
+        variants.append((preset["repulsion"], 0.0))
     for concept in args.objects:
-        for repulsion in args.repulsions:
+        for repulsion, anchor in variants:
             start = time.perf_counter()
             result = erase(
                 "adapt_then_unlearn", bundle, concept=concept, preset="toy", seed=0, repulsion=repulsion,
-                gamma=gamma, eval_samples=0,
+                gamma=gamma, eval_samples=0, retain_anchor_weight=anchor,
             )  # fmt: skip
             seconds = time.perf_counter() - start
             erased = bundle.with_generator(result.components["generator"])
@@ -80,6 +91,7 @@ def main() -> None:
                 "concept": concept,
                 "repulsion": repulsion,
                 "gamma": gamma,
+                "retain_anchor_weight": anchor,
                 "pul": pul["pul"],
                 "negatives_base": pul["negatives_base"],
                 "negatives_erased": pul["negatives_erased"],

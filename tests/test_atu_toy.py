@@ -18,8 +18,10 @@ NUM_SAMPLES = 1000
 def test_erasing_circle_from_the_toy_gan():
     import gan
     from erasure import erase
+    from eval.gan_scorecard import kept_on_shared_latents
     from eval.judges import load_judge
-    from gan.metrics import object_frequency, percentage_of_unlearning
+    from gan.metrics import percentage_of_unlearning
+    from pipelines.toy.quality import top_class_frequency
 
     bundle = gan.load("toy")
     judge = load_judge("toy-heldout")
@@ -33,12 +35,23 @@ def test_erasing_circle_from_the_toy_gan():
 
     # The other objects survive: each keeps its share within 13 points. Issue 19's bar is 10 points; the base draws
     # every object in 11-14 % of samples, and on 1000 shared latents a share's before/after difference has a standard
-    # error of up to 1.5 points, so 13 is the bar plus two standard errors. The preset measures 7.9 points on these
-    # latents, but PUL 65 %, so it does not meet the bar itself (benchmarks/results/atu.json): this test holds the
-    # method to what it measurably does, and fails if the rest moves well beyond the bar.
-    base_frequency = object_frequency(bundle, judge, num_samples=NUM_SAMPLES, seed=1)
-    frequency = object_frequency(erased, judge, num_samples=NUM_SAMPLES, seed=1)
+    # error of up to 1.5 points, so 13 is the bar plus two standard errors. The preset measures 5.3 points on these
+    # latents, but PUL 65 %, so it does not meet the bar itself for circles (it does for diamonds;
+    # benchmarks/results/atu.json): this test holds the method to what it measurably does, and fails if the rest moves
+    # well beyond the bar.
+    base_probabilities = judge.probabilities(bundle.sample(NUM_SAMPLES, seed=1))
+    probabilities = judge.probabilities(erased.sample(NUM_SAMPLES, seed=1))
+    base_frequency = top_class_frequency(base_probabilities["object"], judge.heads["object"])
+    frequency = top_class_frequency(probabilities["object"], judge.heads["object"])
     assert set(frequency) == set(OBJECTS)
     assert min(f for o, f in base_frequency.items() if o != "circle") >= 0.08, base_frequency
     shifts = {o: round(frequency[o] - base_frequency[o], 3) for o in OBJECTS if o != "circle"}
     assert max(map(abs, shifts.values())) <= 0.13, f"other objects moved with the circles: {shifts}"
+
+    # Level shares can hide samples trading places, so count them on the same latents: of the ~860 samples that were
+    # not circles, how many still show their object. The retain anchor is there for this: the preset keeps 83 % here,
+    # the same run without it 46 % (benchmarks/results/atu.json); at ~860 samples the standard error is about 1.3
+    # points, so 70 % fails only if the anchor stops holding the rest.
+    without = (base_probabilities["object"].argmax(1) != judge.heads["object"].index("circle")).tolist()
+    kept = kept_on_shared_latents(base_probabilities, probabilities, judge.heads, without, "object", "circle")
+    assert kept["share"] >= 0.7, f"the other samples lost their object: {kept['share']:.2f} kept, {kept['by_value']}"
