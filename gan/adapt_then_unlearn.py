@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -607,6 +608,15 @@ class AdaptThenUnlearn(EraseMethod):
             # The sampled positives follow any given retain images in `positives`, in sampling order.
             sampled = positive_images[given_positives:]
             anchor = (torch.cat(anchor_latents)[: len(sampled)], sampled)
+        if cfg.retain_anchor_weight > 0:
+            found["anchor_pairs"] = len(anchor[0]) if anchor is not None else 0
+            if anchor is None:
+                warnings.warn(
+                    f"retain_anchor_weight={cfg.retain_anchor_weight} but no positive was sampled (the given retain "
+                    "images filled num_positives, and they have no latents): the anchor is off for this run; raise "
+                    "num_positives above the number of retain images to anchor sampled ones",
+                    stacklevel=2,
+                )
         return negative_images, positive_images, anchor, found
 
     def _adapt(self, bundle, negatives, steps, history, callback) -> Generator:

@@ -11,6 +11,7 @@ from doubles import RednessJudge, tiny_bundle
 
 import erasure
 import gan
+from erasure.base import EraseData
 from eval.gan_metrics import generator_fd
 from gan.adapt_then_unlearn import (
     ATUConfig,
@@ -139,6 +140,18 @@ def test_retain_anchor_holds_the_positives_near_the_pretrained_generator(bundle)
 
     free, anchored = moved(run(0.0)), moved(run(100.0))
     assert anchored < 0.5 * free, f"the anchor did not hold the positives: {anchored:.4f} against {free:.4f}"
+
+
+def test_the_anchor_says_so_when_given_retain_images_leave_it_nothing(bundle):
+    # Given retain images have no latents; when they fill num_positives, no sampled positive is left to anchor.
+    retain = bundle.sample(FAST["num_positives"], seed=3)
+    with pytest.warns(UserWarning, match="the anchor is off"):
+        result = erasure.erase(
+            "adapt_then_unlearn", bundle, preset="toy", concept="circle", max_train_steps=2,
+            data=EraseData(retain_images=retain), retain_anchor_weight=1.0, **FAST,
+        )  # fmt: skip
+    assert result.metrics["anchor_pairs"] == 0
+    assert result.metrics["num_positives"] == FAST["num_positives"]
 
 
 def test_a_discriminator_is_required(bundle):
