@@ -644,7 +644,7 @@ class AdaptThenUnlearn(EraseMethod):
         params = dict(generator.named_parameters())
         device = generator.device
 
-        def repulsion_term() -> tuple[torch.Tensor, dict[str, float]]:
+        def repulsion_and_anchor() -> tuple[torch.Tensor, dict[str, float]]:
             distance = parameter_distance(params, adapted, cfg.distance_scaling)
             loss = repulsion_loss(distance, cfg.repulsion, cfg.gamma, cfg.el2_scale)
             logs = {"loss_ewc": 0.0, "loss_repulsion": loss.item(), "distance": distance.item(), "loss_anchor": 0.0}
@@ -657,7 +657,7 @@ class AdaptThenUnlearn(EraseMethod):
                 logs["loss_anchor"] = anchor_loss.item()
             return loss, logs
 
-        self._train(generator, discriminator, ema, positives, steps, repulsion_term, 2, history, callback)
+        self._train(generator, discriminator, ema, positives, steps, repulsion_and_anchor, 2, history, callback)
         return ema
 
     def _trainable_copies(self, bundle: GANBundle) -> tuple[Generator, Discriminator, Generator]:
