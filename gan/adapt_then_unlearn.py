@@ -70,7 +70,11 @@ anchor adds λ_a · mean ‖G_θ(z) − G_θG(z)‖² to the unlearning stage's 
 feedback step collected (their outputs G_θG(z) are stored already; the cost is one more generator forward and
 backward per step): what the pretrained generator drew there without the concept, it should still draw, while the
 repulsion moves the rest. It is the generator-side twin of SFD's retain anchor (``erasure/sfd.py``) and needs
-``mixing=0`` (a mixed sample has no single z to anchor).
+``mixing=0`` (a mixed sample has no single z to anchor). ``retain_anchor_space`` picks where the two samples are
+compared: the generator's raw outputs (``outputs``: pixels, or a latent GAN's VAE latents), or a perceptual space
+(``gan.perceptual``: the toy judge's penultimate features, ``judge``, or LPIPS). In the raw outputs thin shapes are
+lost through small changes (a star's points), which a perceptual space counts; the toy preset compares in the toy
+judge's features (``toy-heldout``, which the method never sees, measures it).
 """
 
 from __future__ import annotations
@@ -93,6 +97,7 @@ from pipelines.stylegan2 import Discriminator, Generator
 from pipelines.training import ema_update
 
 from .metrics import percentage_of_unlearning
+from .perceptual import PERCEPTUAL_SPACES, perceptual_distance
 
 # rosinality's EMA: half-life of 10k images at its batch of 32 (``accumulate(g_ema, g, 0.5 ** (32 / (10 * 1000)))``).
 OFFICIAL_EMA_DECAY = 0.5 ** (32 / 10_000)
@@ -124,8 +129,11 @@ class ATUConfig(EraseConfig):
         ema_decay (`float`): EMA decay per step of the generator returned (0 returns the raw generator).
         eval_samples (`int`, defaults to 1000): shared latents for the PUL reported in the metrics (0 skips it).
         retain_anchor_weight (`float`, defaults to 0.0): λ_a of the retain anchor (not in the paper; the module
-            docstring): λ_a · mean ‖G_θ(z) − G_θG(z)‖² on the latents z of the collected positives. Needs
+            docstring): λ_a · mean D(G_θ(z), G_θG(z)) on the latents z of the collected positives. Needs
             ``mixing=0``.
+        retain_anchor_space (`str`, defaults to `"outputs"`): where the anchor's D compares: ``outputs`` (the
+            squared distance of the generator's raw outputs: pixels, or a latent GAN's VAE latents), ``judge``
+            (the toy judge's penultimate features of the images) or ``lpips:alex|vgg|squeeze`` (``gan.perceptual``).
     """
 
     method = "adapt_then_unlearn"
@@ -192,8 +200,15 @@ class ATUConfig(EraseConfig):
     # 84 % (+8.8, 51 %), (100, 100) 86 % (+8.7, 56 %), (30, 100) 92 % (+22.0, 36 %); but diamond at (10, 10) 99 %
     # (+14.3) and at (30, 30) 100 % (+17.4). (30, 30) over 900 steps (300 adaptation + 600 unlearning) 54 % (stars
     # -10.9); NL2 with the anchor: γ = 1e3 10 % (kept 99 %), γ = 1e5 96 % (crosses +39). Stars are the object every
-    # run loses first (kept 5-42 % where circles go). Kept: λ_a = 10 at γ = 3, the only setting that meets the bar
-    # on one object and keeps four fifths of the rest on both.
+    # run loses first (kept 5-42 % where circles go). λ_a = 10 at γ = 3 was the preset: the only setting in the
+    # outputs that meets the bar on one object and keeps four fifths of the rest on both; but its diamond run moves
+    # the style by 14 points (solid shapes outlined or striped), and the claim reads every head. The anchor in the
+    # toy judge's features (retain_anchor_space="judge"; same protocol, the style's shift after the slash): λ_a =
+    # 20, γ = 3 circle 64.5 % (+4.1, kept 91 %: stars 89 % against 49), diamond 100 % (+6.5 / style -5.0, kept 82
+    # %; the outputs anchor's style on the same latents: see benchmarks/results/atu.json). Circle with more
+    # repulsion: (60, 10) 61 % (+4.0, kept 90 %), (60, 30) 77 % (+4.8, 77 %), (200, 30) 59 % (+3.9, 88 %): the
+    # features hold the rest better than the outputs did at the same PUL, but do not remove more circles. Kept:
+    # λ_a = 20 in the judge's features at γ = 3.
     presets = {
         "toy": {
             "max_train_steps": 600,
@@ -212,7 +227,8 @@ class ATUConfig(EraseConfig):
             "path_regularize": 0.0,
             "ema_decay": 0.95,
             "eval_samples": 512,
-            "retain_anchor_weight": 10.0,
+            "retain_anchor_weight": 20.0,
+            "retain_anchor_space": "judge",
         }
     }
 
@@ -279,6 +295,14 @@ class ATUConfig(EraseConfig):
         },
     )
 
+    retain_anchor_space: str = field(
+        default="outputs",
+        metadata={
+            "help": "Where the retain anchor compares: outputs (the generator's raw outputs), judge (the toy judge's "
+            "features of the images) or lpips:alex|vgg|squeeze."
+        },
+    )
+
     def validate(self) -> None:
         super().validate()
         for name in ("batch_size", "num_negatives", "num_positives", "max_candidates", "fisher_samples"):
@@ -301,6 +325,11 @@ class ATUConfig(EraseConfig):
         for name in ("ewc_lambda", "r1", "path_regularize", "el2_scale", "retain_anchor_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.retain_anchor_space not in ("outputs", *PERCEPTUAL_SPACES):
+            raise ConfigError(
+                f"retain_anchor_space={self.retain_anchor_space!r} is not one of "
+                f"{', '.join(('outputs', *PERCEPTUAL_SPACES))}"
+            )
         if self.retain_anchor_weight > 0 and self.mixing > 0:
             raise ConfigError(
                 f"retain_anchor_weight={self.retain_anchor_weight} anchors the positives' own latents, which style "
@@ -471,6 +500,8 @@ class AdaptThenUnlearn(EraseMethod):
         meter = RunMeter(device)
         base = base_identity(bundle)
         judge = self._judge(bundle, data)
+        # Built before any training, so that a space this GAN cannot use fails at once.
+        anchor_distance = self._anchor_distance(bundle) if cfg.retain_anchor_weight > 0 else None
         adapt_steps, unlearn_steps = cfg.stage_steps()
         history: list[dict[str, float]] = []
         metrics: dict[str, Any] = {"judge": judge.describe(), "adapt_steps_per_model": adapt_steps}
@@ -493,7 +524,9 @@ class AdaptThenUnlearn(EraseMethod):
                     metrics["adapted_negative_rate"] = sum(v.success for v in judge(images, cfg.concept)) / len(images)
 
             # Stage 2: unlearning on positives with repulsion from the adapted models.
-            generator = self._unlearn(bundle, positives, adapted, unlearn_steps, history, callback, anchor)
+            generator = self._unlearn(
+                bundle, positives, adapted, unlearn_steps, history, callback, anchor, anchor_distance
+            )
 
         generator.eval().requires_grad_(False)
         trained = sorted(n for n, _ in generator.named_parameters())
@@ -636,9 +669,12 @@ class AdaptThenUnlearn(EraseMethod):
         self._train(generator, discriminator, ema, negatives, steps, ewc_term, 1, history, callback)
         return ema
 
-    def _unlearn(self, bundle, positives, adapted, steps, history, callback, anchor=None) -> Generator:
+    def _unlearn(
+        self, bundle, positives, adapted, steps, history, callback, anchor=None, anchor_distance=None
+    ) -> Generator:
         """Stage 2: fine-tune the original on the positives with the repulsion term (and the retain anchor on
-        ``anchor``'s (z, G_θG(z)) pairs when λ_a > 0); returns its EMA generator."""
+        ``anchor``'s (z, G_θG(z)) pairs, compared by ``anchor_distance``, when λ_a > 0); returns its EMA
+        generator."""
         cfg: ATUConfig = self.config
         generator, discriminator, ema = self._trainable_copies(bundle)
         params = dict(generator.named_parameters())
@@ -652,13 +688,28 @@ class AdaptThenUnlearn(EraseMethod):
                 # What the pretrained generator drew from these latents, it should still draw (the positives).
                 pick = torch.randint(len(anchor[0]), (cfg.batch_size,))
                 drawn, _ = generator([anchor[0][pick].to(device)])
-                anchor_loss = cfg.retain_anchor_weight * F.mse_loss(drawn, _unpack(anchor[1][pick], device))
+                anchor_loss = cfg.retain_anchor_weight * anchor_distance(drawn, _unpack(anchor[1][pick], device))
                 loss = loss + anchor_loss
                 logs["loss_anchor"] = anchor_loss.item()
             return loss, logs
 
         self._train(generator, discriminator, ema, positives, steps, repulsion_and_anchor, 2, history, callback)
         return ema
+
+    def _anchor_distance(self, bundle: GANBundle) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The retain anchor's D(drawn, stored) on raw generator outputs, in ``retain_anchor_space``."""
+        space = self.config.retain_anchor_space
+        if space == "outputs":
+            return F.mse_loss
+        distance = perceptual_distance(space, bundle, option="retain_anchor_space", fallback="outputs")
+
+        def perceptual(drawn: torch.Tensor, stored: torch.Tensor) -> torch.Tensor:
+            # Images as [0, 1] would hold them, unclamped: a clamp has no gradient where a sample overshoots.
+            with torch.no_grad():
+                reference = (bundle.decode(stored) + 1) / 2
+            return distance((bundle.decode(drawn) + 1) / 2, reference)
+
+        return perceptual
 
     def _trainable_copies(self, bundle: GANBundle) -> tuple[Generator, Discriminator, Generator]:
         generator = copy.deepcopy(bundle.generator).train().requires_grad_(True)

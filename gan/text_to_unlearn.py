@@ -101,13 +101,14 @@ from torch import nn
 from erasure.base import EraseConfig, EraseData, EraseMethod, EraseResult, RunMeter, StepCallback, notify, register
 from pipelines.artifacts import base_identity
 from pipelines.clip import ClipBackbone, load_clip
-from pipelines.errors import ConfigError, MissingDependencyError, MissingWeightsError
+from pipelines.errors import ConfigError
 from pipelines.gan import GANBundle
 from pipelines.stylegan2 import Generator
 from pipelines.toy.world import OBJECTS as TOY_OBJECTS
 from pipelines.toy.world import prompt_for
 
 from .metrics import degree_of_unlearning
+from .perceptual import perceptual_distance
 
 # StyleCLIP's mapper: ŵ = w + 0.1·M(w); its three level groups split w+ at layers 4 and 8 (coarse, medium, fine).
 STYLECLIP_MAPPER_SCALE = 0.1
@@ -818,41 +819,4 @@ class TextToUnlearn(EraseMethod):
             choice = "judge" if bundle.metadata.get("name_or_path") == "toy" else "none"
         if choice == "none" or cfg.perceptual_lambda == 0:
             return None
-        if choice == "judge":
-            if bundle.size != 32:
-                raise ConfigError(
-                    f"perceptual='judge' uses the toy judge, which reads 32x32 images; this GAN draws {bundle.size}x"
-                    f"{bundle.size}: use perceptual='lpips:alex' or 'none'"
-                )
-            from pipelines.toy.judge import installed_toy_judge
-
-            net = installed_toy_judge().net.to(bundle.device)
-
-            def judge_features(images: torch.Tensor, reference: torch.Tensor, weights=None) -> torch.Tensor:
-                # The toy judge's penultimate features (its FD-toy space), as LPIPS compares deep features.
-                per_sample = (net.features(images * 2 - 1) - net.features(reference * 2 - 1)).pow(2).mean(-1)
-                return per_sample.mean() if weights is None else (weights * per_sample).mean()
-
-            return judge_features
-        return self._lpips(choice.split(":", 1)[1], bundle.device)
-
-    @staticmethod
-    def _lpips(net_type: str, device: torch.device):
-        try:
-            from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
-        except ImportError as err:  # torchmetrics' LPIPS needs torchvision
-            raise MissingDependencyError("perceptual='lpips:...' needs torchmetrics[image]") from err
-        try:
-            metric = LearnedPerceptualImagePatchSimilarity(net_type=net_type, normalize=True).to(device)
-        except Exception as err:  # the backbone's ImageNet weights come from torchvision's cache or the network
-            raise MissingWeightsError(
-                f"LPIPS ({net_type}) needs torchvision's pretrained {net_type} weights in $TORCH_HOME/hub/checkpoints "
-                "and nothing is downloaded here; copy them there from a connected machine, or use perceptual='none'"
-            ) from err
-        metric.requires_grad_(False)
-
-        def lpips(images: torch.Tensor, reference: torch.Tensor, weights=None) -> torch.Tensor:
-            per_sample = metric.net(images, reference, normalize=True).view(-1)
-            return per_sample.mean() if weights is None else (weights * per_sample).mean()
-
-        return lpips
+        return perceptual_distance(choice, bundle)

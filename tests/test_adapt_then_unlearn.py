@@ -25,8 +25,12 @@ from pipelines.artifacts import apply_artifact
 from pipelines.errors import ConfigError
 from pipelines.gan import GANBundle
 
-# Keeps a run to a second or two: few samples, a small Fisher estimate, no PUL at the end.
-FAST = {"num_negatives": 32, "num_positives": 64, "fisher_samples": 4, "eval_samples": 0, "batch_size": 8}
+# Keeps a run to a second or two: few samples, a small Fisher estimate, no PUL at the end. The toy preset's anchor
+# compares the toy judge's features of 32x32 images; the tiny GANs here draw 16x16 ones, so it compares the outputs.
+FAST = {
+    "num_negatives": 32, "num_positives": 64, "fisher_samples": 4, "eval_samples": 0, "batch_size": 8,
+    "retain_anchor_space": "outputs",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +128,7 @@ def test_retain_anchor_holds_the_positives_near_the_pretrained_generator(bundle)
         result = erasure.erase(
             "adapt_then_unlearn", bundle, preset="toy", concept="circle", max_train_steps=60, num_negatives=64,
             num_positives=256, fisher_samples=8, eval_samples=0, gamma=30.0, retain_anchor_weight=weight,
+            retain_anchor_space="outputs",
         )  # fmt: skip
         assert all(h["loss_anchor"] == 0 for h in result.loss_history if h["stage"] == 1)
         unlearning = [h["loss_anchor"] for h in result.loss_history if h["stage"] == 2]
@@ -140,6 +145,35 @@ def test_retain_anchor_holds_the_positives_near_the_pretrained_generator(bundle)
 
     free, anchored = moved(run(0.0)), moved(run(100.0))
     assert anchored < 0.5 * free, f"the anchor did not hold the positives: {anchored:.4f} against {free:.4f}"
+
+
+def test_retain_anchor_in_the_judges_space_holds_what_the_judge_sees():
+    # retain_anchor_space="judge": the anchor compares the toy judge's features, so those are what it must hold on
+    # fresh latents whose base sample is not a "circle" (a 32x32 GAN: the toy judge reads 32x32 images). The random
+    # GAN's pixels overshoot [-1, 1] many times over, which the stored positives clip, so the feature distance it can
+    # close is small and the weight is large; without the anchor the features move 6x as far.
+    from pipelines.toy.judge import installed_toy_judge
+
+    bundle32 = tiny_bundle(seed=0, size=32)
+    features = installed_toy_judge().features
+
+    def run(weight: float) -> GANBundle:
+        result = erasure.erase(
+            "adapt_then_unlearn", bundle32, preset="toy", concept="circle", max_train_steps=60, num_negatives=64,
+            num_positives=256, fisher_samples=8, eval_samples=0, gamma=1.0, retain_anchor_weight=weight,
+            retain_anchor_space="judge",
+        )  # fmt: skip
+        return bundle32.with_generator(result.components["generator"])
+
+    base_images = bundle32.sample(128, seed=1)
+    positives = ~torch.tensor([v.success for v in bundle32.judge(base_images, "circle")])
+    base_features = features(base_images)[positives]
+
+    def moved(erased: GANBundle) -> float:
+        return (features(erased.sample(128, seed=1))[positives] - base_features).pow(2).mean().item()
+
+    free, anchored = moved(run(0.0)), moved(run(1e4))
+    assert anchored < 0.5 * free, f"the anchor did not hold the judge's features: {anchored:.4f} against {free:.4f}"
 
 
 def test_the_anchor_says_so_when_given_retain_images_leave_it_nothing(bundle):
@@ -232,6 +266,8 @@ def test_config_validates_and_splits_the_steps():
         ATUConfig(concept="circle", retain_anchor_weight=1.0, mixing=0.9)
     with pytest.raises(ConfigError, match="retain_anchor_weight"):
         ATUConfig(concept="circle", retain_anchor_weight=-1.0, mixing=0.0)
+    with pytest.raises(ConfigError, match="retain_anchor_space='pixels' is not one of outputs, judge, lpips:alex"):
+        ATUConfig(concept="circle", retain_anchor_space="pixels")
     assert "adapt_then_unlearn" in erasure.list_methods()
     assert gan.adapt_then_unlearn.AdaptThenUnlearn.targets == ("generator",)
 
@@ -257,3 +293,11 @@ def test_generator_fd_names_its_features_and_sees_a_changed_generator(bundle):
     shifted = generator_fd(bundle, GANBundle(generator=bluer), features=MeanColour(), num_samples=64)
     assert itself.metric == shifted.metric == "FD-MeanColour"
     assert shifted.value > 10 * max(itself.value, 1e-3), (itself, shifted)
+
+
+def test_the_judge_anchor_refuses_a_gan_the_toy_judge_cannot_read(bundle):
+    with pytest.raises(ConfigError, match="retain_anchor_space='judge' uses the toy judge.*16x16"):
+        erasure.erase(
+            "adapt_then_unlearn", bundle, preset="toy", concept="circle", max_train_steps=2,
+            retain_anchor_weight=1.0, **{**FAST, "retain_anchor_space": "judge"},
+        )  # fmt: skip
