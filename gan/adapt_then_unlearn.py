@@ -97,7 +97,7 @@ from pipelines.stylegan2 import Discriminator, Generator
 from pipelines.training import ema_update
 
 from .metrics import percentage_of_unlearning
-from .perceptual import PERCEPTUAL_SPACES, perceptual_distance
+from .perceptual import perceptual_distance
 
 # rosinality's EMA: half-life of 10k images at its batch of 32 (``accumulate(g_ema, g, 0.5 ** (32 / (10 * 1000)))``).
 OFFICIAL_EMA_DECAY = 0.5 ** (32 / 10_000)
@@ -295,7 +295,7 @@ class ATUConfig(EraseConfig):
         },
     )
 
-    retain_anchor_space: str = field(
+    retain_anchor_space: Literal["outputs", "judge", "lpips:alex", "lpips:vgg", "lpips:squeeze"] = field(
         default="outputs",
         metadata={
             "help": "Where the retain anchor compares: outputs (the generator's raw outputs), judge (the toy judge's "
@@ -325,11 +325,6 @@ class ATUConfig(EraseConfig):
         for name in ("ewc_lambda", "r1", "path_regularize", "el2_scale", "retain_anchor_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
-        if self.retain_anchor_space not in ("outputs", *PERCEPTUAL_SPACES):
-            raise ConfigError(
-                f"retain_anchor_space={self.retain_anchor_space!r} is not one of "
-                f"{', '.join(('outputs', *PERCEPTUAL_SPACES))}"
-            )
         if self.retain_anchor_weight > 0 and self.mixing > 0:
             raise ConfigError(
                 f"retain_anchor_weight={self.retain_anchor_weight} anchors the positives' own latents, which style "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import typing
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from gan.adapt_then_unlearn import (
     repulsion_loss,
 )
 from gan.metrics import percentage_of_unlearning
+from gan.perceptual import PERCEPTUAL_SPACES
 from pipelines.artifacts import apply_artifact
 from pipelines.errors import ConfigError
 from pipelines.gan import GANBundle
@@ -266,8 +268,10 @@ def test_config_validates_and_splits_the_steps():
         ATUConfig(concept="circle", retain_anchor_weight=1.0, mixing=0.9)
     with pytest.raises(ConfigError, match="retain_anchor_weight"):
         ATUConfig(concept="circle", retain_anchor_weight=-1.0, mixing=0.0)
-    with pytest.raises(ConfigError, match="retain_anchor_space='pixels' is not one of outputs, judge, lpips:alex"):
+    with pytest.raises(ConfigError, match="retain_anchor_space='pixels' is not allowed; choose one of outputs, judge"):
         ATUConfig(concept="circle", retain_anchor_space="pixels")
+    spaces = typing.get_args(typing.get_type_hints(ATUConfig)["retain_anchor_space"])
+    assert spaces == ("outputs", *PERCEPTUAL_SPACES)  # every space gan.perceptual offers, and the raw outputs
     assert "adapt_then_unlearn" in erasure.list_methods()
     assert gan.adapt_then_unlearn.AdaptThenUnlearn.targets == ("generator",)
 
