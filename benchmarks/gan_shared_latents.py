@@ -43,11 +43,19 @@ def main() -> None:
     base_objects = [names[i] for i in judge.probabilities(base_images)["object"].argmax(1).tolist()]
     keep = [i for i, name in enumerate(base_objects) if name != args.concept][: args.columns]
     rows, labels = [to_pil(base_images[keep])], ["base"]
+    # Runs of an earlier plan (a preset changed since) stay in runs/; the leaderboard lists them as stale.
+    board = Path(args.study, "leaderboard.json")
+    stale = set(json.loads(board.read_text()).get("stale", [])) if board.exists() else set()
     for method in args.methods:
         pattern = f"{method.replace('_', '-')}-{args.concept}-seed{args.seed}-*/scorecard/scorecard.json"
         runs = [card.parent.parent for card in sorted(Path(args.study, "runs").glob(pattern))]
-        if not runs:
-            raise SystemExit(f"no finished {method} run for {args.concept!r} at seed {args.seed} in {args.study}")
+        runs = [run for run in runs if run.name not in stale]
+        if len(runs) != 1:
+            found = "no finished" if not runs else f"{len(runs)} current"
+            raise SystemExit(
+                f"{found} {method} runs for {args.concept!r} at seed {args.seed} in {args.study}; run "
+                "`erasure-studio report` on the study to list its stale runs"
+            )
         erased = apply_artifact(bundle, runs[-1] / "artifact")
         images = erased.sample(pool, seed=0)
         kept = json.loads((runs[-1] / "scorecard" / "scorecard.json").read_text())["rates"]["kept"]["share"]
