@@ -72,9 +72,9 @@ backward per step): what the pretrained generator drew there without the concept
 repulsion moves the rest. It is the generator-side twin of SFD's retain anchor (``erasure/sfd.py``) and needs
 ``mixing=0`` (a mixed sample has no single z to anchor). ``retain_anchor_space`` picks where the two samples are
 compared: the generator's raw outputs (``outputs``: pixels, or a latent GAN's VAE latents), or a perceptual space
-(``gan.perceptual``: the toy judge's penultimate features, ``judge``, or LPIPS). In the raw outputs thin shapes are
-lost through small changes (a star's points), which a perceptual space counts; the toy preset compares in the toy
-judge's features (``toy-heldout``, which the method never sees, measures it).
+(``pipelines.perceptual``: the toy judge's penultimate features, ``judge``, or LPIPS). In the raw outputs thin
+shapes are lost through small changes (a star's points), which a perceptual space counts; the toy preset compares in
+the toy judge's features (``toy-heldout``, which the method never sees, measures it).
 """
 
 from __future__ import annotations
@@ -93,11 +93,11 @@ from erasure.base import EraseConfig, EraseData, EraseMethod, EraseResult, RunMe
 from pipelines.artifacts import base_identity
 from pipelines.errors import ConfigError
 from pipelines.gan import GANBundle, to_unit_range
+from pipelines.perceptual import perceptual_distance
 from pipelines.stylegan2 import Discriminator, Generator
 from pipelines.training import ema_update
 
 from .metrics import percentage_of_unlearning
-from .perceptual import perceptual_distance
 
 # rosinality's EMA: half-life of 10k images at its batch of 32 (``accumulate(g_ema, g, 0.5 ** (32 / (10 * 1000)))``).
 OFFICIAL_EMA_DECAY = 0.5 ** (32 / 10_000)
@@ -133,7 +133,8 @@ class ATUConfig(EraseConfig):
             ``mixing=0``.
         retain_anchor_space (`str`, defaults to `"outputs"`): where the anchor's D compares: ``outputs`` (the
             squared distance of the generator's raw outputs: pixels, or a latent GAN's VAE latents), ``judge``
-            (the toy judge's penultimate features of the images) or ``lpips:alex|vgg|squeeze`` (``gan.perceptual``).
+            (the toy judge's penultimate features of the images) or ``lpips:alex|vgg|squeeze``
+            (``pipelines.perceptual``).
     """
 
     method = "adapt_then_unlearn"

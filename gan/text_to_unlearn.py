@@ -103,12 +103,12 @@ from pipelines.artifacts import base_identity
 from pipelines.clip import ClipBackbone, load_clip
 from pipelines.errors import ConfigError
 from pipelines.gan import GANBundle
+from pipelines.perceptual import perceptual_distance
 from pipelines.stylegan2 import Generator
 from pipelines.toy.world import OBJECTS as TOY_OBJECTS
 from pipelines.toy.world import prompt_for
 
 from .metrics import degree_of_unlearning
-from .perceptual import perceptual_distance
 
 # StyleCLIP's mapper: ŵ = w + 0.1·M(w); its three level groups split w+ at layers 4 and 8 (coarse, medium, fine).
 STYLECLIP_MAPPER_SCALE = 0.1

@@ -22,10 +22,10 @@ from gan.adapt_then_unlearn import (
     repulsion_loss,
 )
 from gan.metrics import percentage_of_unlearning
-from gan.perceptual import PERCEPTUAL_SPACES
 from pipelines.artifacts import apply_artifact
 from pipelines.errors import ConfigError
 from pipelines.gan import GANBundle
+from pipelines.perceptual import PERCEPTUAL_SPACES
 
 # Keeps a run to a second or two: few samples, a small Fisher estimate, no PUL at the end. The toy preset's anchor
 # compares the toy judge's features of 32x32 images; the tiny GANs here draw 16x16 ones, so it compares the outputs.
@@ -271,7 +271,7 @@ def test_config_validates_and_splits_the_steps():
     with pytest.raises(ConfigError, match="retain_anchor_space='pixels' is not allowed; choose one of outputs, judge"):
         ATUConfig(concept="circle", retain_anchor_space="pixels")
     spaces = typing.get_args(typing.get_type_hints(ATUConfig)["retain_anchor_space"])
-    assert spaces == ("outputs", *PERCEPTUAL_SPACES)  # every space gan.perceptual offers, and the raw outputs
+    assert spaces == ("outputs", *PERCEPTUAL_SPACES)  # every space pipelines.perceptual offers, and the raw outputs
     assert "adapt_then_unlearn" in erasure.list_methods()
     assert gan.adapt_then_unlearn.AdaptThenUnlearn.targets == ("generator",)
 

@@ -1,4 +1,4 @@
-"""Perceptual distances between a GAN's images, shared by the GAN methods.
+"""Perceptual distances between a GAN's images, shared by the GAN methods (``gan/``), so they live below them.
 
 Text-to-Unlearn holds the samples it should not change with a perceptual term (LPIPS in the paper), and
 Adapt-then-Unlearn's retain anchor can compare its samples in the same spaces. Each distance is a callable
@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 import torch
 
-from pipelines.errors import ConfigError, MissingDependencyError, MissingWeightsError
-from pipelines.gan import GANBundle
+from .errors import ConfigError, MissingDependencyError, MissingWeightsError
+from .gan import GANBundle
 
 PerceptualDistance = Callable[..., torch.Tensor]
 """``(images, reference, weights=None) -> scalar``: images in [0, 1], ``weights`` per sample."""
@@ -49,7 +49,7 @@ def judge_feature_distance(
             f"{option}='judge' uses the toy judge, which reads 32x32 images; this GAN draws {bundle.size}x"
             f"{bundle.size}: use {option}='lpips:alex' or {option}={fallback!r}"
         )
-    from pipelines.toy.judge import installed_toy_judge
+    from .toy.judge import installed_toy_judge
 
     net = installed_toy_judge().net.to(bundle.device)
 
