@@ -206,7 +206,9 @@ class ATUConfig(EraseConfig):
     # the style by 14 points (solid shapes outlined or striped), and the claim reads every head. The anchor in the
     # toy judge's features (retain_anchor_space="judge"; same protocol, the style's shift after the slash): λ_a =
     # 20, γ = 3 circle 64.5 % (+4.1, kept 91 %: stars 89 % against 49), diamond 100 % (+6.5 / style -5.0, kept 82
-    # %; the outputs anchor's style on the same latents: see benchmarks/results/atu.json). Circle with more
+    # %; the outputs anchor: style -12.7). These screens clamped the images to [0, 1]; the shipped comparison does
+    # not (a clamp has no gradient where a sample overshoots) and gives circle 65 % (+5.0, kept 90 %) and diamond
+    # 100 % (+7.2, every head within 7.2, kept 82 %; benchmarks/results/atu.json). Circle with more
     # repulsion: (60, 10) 61 % (+4.0, kept 90 %), (60, 30) 77 % (+4.8, 77 %), (200, 30) 59 % (+3.9, 88 %): the
     # features hold the rest better than the outputs did at the same PUL, but do not remove more circles. Kept:
     # λ_a = 20 in the judge's features at γ = 3.
