@@ -122,16 +122,21 @@ def test_erasure_lowers_the_concept_rate_and_the_repulsion_does_the_work(bundle)
     assert with_repulsion["pul"] > without_repulsion["pul"] + 0.2
 
 
+def _anchored_run(bundle: GANBundle, weight: float, space: str, gamma: float):
+    """A 60-step ATU run on the tiny GAN with the retain anchor at ``weight`` in ``space``."""
+    return erasure.erase(
+        "adapt_then_unlearn", bundle, preset="toy", concept="circle", max_train_steps=60, num_negatives=64,
+        num_positives=256, fisher_samples=8, eval_samples=0, gamma=gamma, retain_anchor_weight=weight,
+        retain_anchor_space=space,
+    )  # fmt: skip
+
+
 def test_retain_anchor_holds_the_positives_near_the_pretrained_generator(bundle):
     # Same run with and without the anchor: on fresh latents whose base sample is not a "circle", the anchored
     # generator's samples must stay clearly closer to the base generator's (the anchor regresses G_θ(z) on the
     # positives' latents to what G_θG drew there).
     def run(weight: float) -> GANBundle:
-        result = erasure.erase(
-            "adapt_then_unlearn", bundle, preset="toy", concept="circle", max_train_steps=60, num_negatives=64,
-            num_positives=256, fisher_samples=8, eval_samples=0, gamma=30.0, retain_anchor_weight=weight,
-            retain_anchor_space="outputs",
-        )  # fmt: skip
+        result = _anchored_run(bundle, weight, "outputs", gamma=30.0)
         assert all(h["loss_anchor"] == 0 for h in result.loss_history if h["stage"] == 1)
         unlearning = [h["loss_anchor"] for h in result.loss_history if h["stage"] == 2]
         assert unlearning[-1] > 0 if weight else all(v == 0 for v in unlearning)  # 0 at step one: θ = θ_G
@@ -160,12 +165,7 @@ def test_retain_anchor_in_the_judges_space_holds_what_the_judge_sees():
     features = installed_toy_judge().features
 
     def run(weight: float) -> GANBundle:
-        result = erasure.erase(
-            "adapt_then_unlearn", bundle32, preset="toy", concept="circle", max_train_steps=60, num_negatives=64,
-            num_positives=256, fisher_samples=8, eval_samples=0, gamma=1.0, retain_anchor_weight=weight,
-            retain_anchor_space="judge",
-        )  # fmt: skip
-        return bundle32.with_generator(result.components["generator"])
+        return bundle32.with_generator(_anchored_run(bundle32, weight, "judge", gamma=1.0).components["generator"])
 
     base_images = bundle32.sample(128, seed=1)
     positives = ~torch.tensor([v.success for v in bundle32.judge(base_images, "circle")])
