@@ -35,7 +35,7 @@ import torch
 import gan
 from erasure import erase
 from eval.gan_metrics import generator_fd
-from eval.gan_scorecard import kept_on_shared_latents
+from eval.gan_scorecard import kept_on_shared_latents, worst_other_share
 from eval.judges import load_judge
 from gan.adapt_then_unlearn import ATUConfig
 from gan.metrics import percentage_of_unlearning
@@ -93,13 +93,12 @@ def main() -> None:
             kept = kept_on_shared_latents(
                 base_probabilities, erased_probabilities, judge.heads, without, "object", concept
             )
-            head_shifts = {
-                f"{head}: {value}": share - base_shares[head][value]
-                for head, values in judge.heads.items()
-                for value, share in top_class_frequency(erased_probabilities[head], values).items()
-                if (head, value) != ("object", concept)
+            shares = {
+                h: {"base": base_shares[h], "erased": top_class_frequency(erased_probabilities[h], values)}
+                for h, values in judge.heads.items()
             }
-            worst = max(head_shifts, key=lambda name: abs(head_shifts[name]))
+            worst_head, worst_value = worst_other_share(shares, "object", concept)
+            worst_shift = shares[worst_head]["erased"][worst_value] - shares[worst_head]["base"][worst_value]
             run = {
                 "concept": concept,
                 "repulsion": repulsion,
@@ -115,9 +114,9 @@ def main() -> None:
                 "most_moved_object": moved,
                 "most_moved_shift": shifts[moved],
                 "meets_bar": pul["pul"] >= 0.9 and abs(shifts[moved]) <= 0.10,
-                "max_head_shift": abs(head_shifts[worst]),
-                "most_moved_share": worst,
-                "meets_bar_every_head": pul["pul"] >= 0.9 and abs(head_shifts[worst]) <= 0.10,
+                "max_head_shift": abs(worst_shift),
+                "most_moved_share": f"{worst_head}: {worst_value}",
+                "meets_bar_every_head": pul["pul"] >= 0.9 and abs(worst_shift) <= 0.10,
                 "kept": kept["share"],
                 "least_kept_object": kept["worst"]["name"].removeprefix("object: "),
                 "least_kept": kept["worst"]["kept"],

@@ -56,9 +56,10 @@ def main() -> None:
                 f"{found} {method} runs for {args.concept!r} at seed {args.seed} in {args.study}; run "
                 "`erasure-studio report` on the study to list its stale runs"
             )
-        erased = apply_artifact(bundle, runs[-1] / "artifact")
+        (run,) = runs
+        erased = apply_artifact(bundle, run / "artifact")
         images = erased.sample(pool, seed=0)
-        kept = json.loads((runs[-1] / "scorecard" / "scorecard.json").read_text())["rates"]["kept"]["share"]
+        kept = json.loads((run / "scorecard" / "scorecard.json").read_text())["rates"]["kept"]["share"]
         rows.append(to_pil(images[keep]))
         labels.append(f"{method} ({kept:.0%} kept)")
     grid = image_grid(

@@ -231,6 +231,15 @@ def _write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def worst_other_share(
+    shares: Mapping[str, Mapping[str, Mapping[str, float]]], head: str | None, concept: str
+) -> tuple[str, str]:
+    """``(head, value)`` of the share that moved most, the concept's own excepted; ``shares[head]`` holds the
+    ``"base"`` and ``"erased"`` share of every value (the scorecard's ``rates["shares"]``)."""
+    others = [(h, v) for h in shares for v in shares[h]["base"] if not (h == head and v == concept)]
+    return max(others, key=lambda hv: abs(shares[hv[0]]["erased"][hv[1]] - shares[hv[0]]["base"][hv[1]]))
+
+
 def kept_on_shared_latents(
     p_before: Mapping[str, Any],
     p_after: Mapping[str, Any],
@@ -359,8 +368,7 @@ def gan_scorecard(
             }
             for head in heads
         }
-        others = [(h, v) for h in shares for v in shares[h]["base"] if not (h == kind and v == value)]
-        h, v = max(others, key=lambda hv: abs(shares[hv[0]]["erased"][hv[1]] - shares[hv[0]]["base"][hv[1]]))
+        h, v = worst_other_share(shares, kind, value)
         rates["shares"] = shares
         rates["worst_other"] = {
             "name": f"{h}: {v}",

@@ -103,7 +103,7 @@ from pipelines.artifacts import base_identity
 from pipelines.clip import ClipBackbone, load_clip
 from pipelines.errors import ConfigError
 from pipelines.gan import GANBundle
-from pipelines.perceptual import perceptual_distance
+from pipelines.perceptual import PERCEPTUAL_SPACES, perceptual_distance
 from pipelines.stylegan2 import Generator
 from pipelines.toy.world import OBJECTS as TOY_OBJECTS
 from pipelines.toy.world import prompt_for
@@ -113,7 +113,7 @@ from .metrics import degree_of_unlearning
 # StyleCLIP's mapper: ŵ = w + 0.1·M(w); its three level groups split w+ at layers 4 and 8 (coarse, medium, fine).
 STYLECLIP_MAPPER_SCALE = 0.1
 STYLECLIP_LEVELS = (4, 8)
-PERCEPTUAL_CHOICES = ("auto", "judge", "lpips:alex", "lpips:vgg", "lpips:squeeze", "none")
+PERCEPTUAL_CHOICES = ("auto", *PERCEPTUAL_SPACES, "none")
 
 
 @dataclass
