@@ -220,9 +220,10 @@ class ATUConfig(EraseConfig):
     # names a circle, 48 still read as circles, at a confidence of 0.69 (0.96 before), and the rest spread over
     # squares (40), crosses (15) and five more objects: the repulsion's gradient is θ − θ_N, θ_N changed the *other*
     # objects' pathways, so the circles' own moves only through shared weights and half-dissolves. More push moves
-    # them further and the rest with them: IL2 γ = 10 49 / 80 / 83 / 78 / 77 % (kept 72-80 %, stars 46-60 % from step 120); NL2
-    # (a push that grows with the distance) γ = 1e4 9 / 56 / 77 / 82 / 83 % (+12.0 at the end), γ = 3e4 42 / 90 / 94
-    # / 88 / 85 % (+6.1 / +9.9 at 120 / 180 steps, stars kept 41 % at 180), with λ_a = 60 12 / 61 / 80 / 82 / 80 %.
+    # them further and the rest with them: IL2 γ = 10 49 / 80 / 83 / 78 / 77 % (kept 72-80 %, stars 46-60 % from
+    # step 120); NL2 (a push that grows with the distance) γ = 1e4 9 / 56 / 77 / 82 / 83 % (+12.0 at the end), γ =
+    # 3e4 42 / 90 / 94 / 88 / 85 % (+6.1 / +9.9 at 120 / 180 steps, stars kept 41 % at 180), with λ_a = 60 12 / 61 /
+    # 80 / 82 / 80 %.
     # NL2 γ = 3e4 judged every 30 steps: circle at seeds 0 / 1 / 2 after 180 steps 93.5 / 94.9 / 85.5 % (+9.9 / +7.3 /
     # +9.5), diamond (seed 0) 99.2 % with +8.4 at 150 and 95.4 % with +10.7 at 180, stars kept 26-41 % at 180; with
     # 64 anchor samples per step (16 above) circle 89.1 / 89.9 / 90.6 % at 120 / 150 / 180 (+5.6 / +8.6 / +9.2),
