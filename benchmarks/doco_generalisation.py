@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/doco_generalisation.py                 # DoCo, ESD and SalUn (toy presets), about 40 minutes
+    python benchmarks/doco_generalisation.py                 # DoCo, ESD and SalUn (toy presets), about 55 minutes
     python benchmarks/doco_generalisation.py --no-attack     # without the UnlearnDiffAtk runs
     python benchmarks/doco_generalisation.py --methods doco  # re-run DoCo; the other methods' runs are kept
 
@@ -22,7 +22,7 @@ The forget rate of a set is 1 − erased rate / base rate. Beside it: each metho
 rate ("a {colour} {object}", 8 seeds x 6 colours, 25 steps), FD-toy between the base's and the erased model's samples
 of the other objects' prompts (the toy judge's features; not comparable to a published FID), the erasure's wall
 time, and (unless ``--no-attack``) UnlearnDiffAtk's ASR with the faithful schedule on the first 8 ``toy:star``
-prompts for DoCo and ESD (8 prompts per batch: batching changes no verdict).
+prompts for every method (8 prompts per batch: batching changes no verdict).
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ PROMPT_SETS: dict[str, list[str]] = {
     + [f"one {c} star alone on a plain background, nothing else" for c in COLOURS],
 }
 METHODS = ("doco", "esd", "salun")
-ATTACKED = ("doco", "esd")
 
 
 def star_rates(pipe, judge, seeds: int) -> dict[str, dict[str, Any]]:
@@ -141,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             "worst_retain_shift": retain["max_other_shift"],
             "fd_toy_retain": {"value": fd.value, "metric": fd.metric, "features": fd.features},
         }
-        if not args.no_attack and name in ATTACKED:
+        if not args.no_attack:
             runs[name]["attack"] = attack_asr(erased, base, args.attack_prompts)
         print(name, json.dumps(runs[name]), flush=True)
         write_results(args.output, judge, args.seeds, base_rates, retain_before, runs, complete=False)
