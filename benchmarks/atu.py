@@ -85,7 +85,11 @@ def main() -> None:
             erased = bundle.with_generator(result.components["generator"])
             pul = percentage_of_unlearning(bundle, erased, judge, concept, num_samples=NUM_SAMPLES, seed=1)
             erased_probabilities = judge.probabilities(erased.sample(NUM_SAMPLES, seed=1))
-            frequency = top_class_frequency(erased_probabilities["object"], objects)
+            shares = {
+                h: {"base": base_shares[h], "erased": top_class_frequency(erased_probabilities[h], values)}
+                for h, values in judge.heads.items()
+            }
+            frequency = shares["object"]["erased"]
             others = {o: f for o, f in frequency.items() if o != concept}
             shifts = {o: f - base_frequency[o] for o, f in others.items()}
             moved = max(shifts, key=lambda o: abs(shifts[o]))
@@ -93,10 +97,6 @@ def main() -> None:
             kept = kept_on_shared_latents(
                 base_probabilities, erased_probabilities, judge.heads, without, "object", concept
             )
-            shares = {
-                h: {"base": base_shares[h], "erased": top_class_frequency(erased_probabilities[h], values)}
-                for h, values in judge.heads.items()
-            }
             worst_head, worst_value = worst_other_share(shares, "object", concept)
             worst_shift = shares[worst_head]["erased"][worst_value] - shares[worst_head]["base"][worst_value]
             run = {
