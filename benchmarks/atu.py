@@ -2,10 +2,10 @@
 
 For each object and each repulsion (IL2 γ/d, NL2 −γ·d, EL2 100·exp(−γ·d)), one run of the toy preset with only the
 repulsion changed (same seed, same γ, so the losses compare like with like), and two references with the preset's
-repulsion: its retain anchor in the generator's raw outputs (``retain_anchor_space="outputs"`` at λ_a = 10, the
-previous preset) and no anchor at all (the paper's method); then on 1000 shared latents, judged by ``toy-heldout``
-(the method sorts its samples with the ``toy`` judge and the preset's anchor compares that judge's features, so its
-verdicts would be circular):
+repulsion: without the output repulsion (the retain anchor alone, the previous preset) and without either addition
+(the paper's method); then on 1000 shared latents, judged by ``toy-heldout`` (the method sorts its samples with the
+``toy`` judge and the preset's anchor and output repulsion compare that judge's features, so its verdicts would be
+circular):
 
 - PUL: the fraction of the base generator's samples of the object that no longer show it (identical latents);
 - the largest shift of any other object's share, and the rarest other object (does everything else survive?);
@@ -18,7 +18,7 @@ verdicts would be circular):
 
 The bar (issue 19): the preset reaches PUL >= 90 % with every other object's share within 10 points.
 
-Writes ``benchmarks/results/atu.json``. Run: ``python benchmarks/atu.py`` (10 runs of about 2-4 minutes on 2 CPU
+Writes ``benchmarks/results/atu.json``. Run: ``python benchmarks/atu.py`` (10 runs of about 3-6 minutes on 2 CPU
 cores); ``--objects circle --repulsions el2 --no-reference`` for a subset.
 """
 
@@ -43,7 +43,6 @@ from pipelines.toy.quality import top_class_frequency
 
 OUT = Path(__file__).resolve().parent / "results" / "atu.json"
 NUM_SAMPLES = 1000
-OUTPUTS_ANCHOR_WEIGHT = 10.0  # the previous preset: λ_a = 10 on the raw outputs (gan/adapt_then_unlearn.py)
 
 
 def main() -> None:
@@ -52,7 +51,7 @@ def main() -> None:
     parser.add_argument("--repulsions", nargs="+", default=["il2", "nl2", "el2"], choices=["il2", "nl2", "el2"])
     parser.add_argument("--gamma", type=float, default=None, help="γ for every repulsion (default: the toy preset's)")
     parser.add_argument(
-        "--no-reference", dest="reference", action="store_false", help="skip the references (outputs anchor, none)"
+        "--no-reference", dest="reference", action="store_false", help="skip the references (anchor alone, neither)"
     )
     parser.add_argument("--output", default=str(OUT))
     parser.add_argument("--gan", default="toy", help="the GAN to erase from: toy, or a bundle folder")
@@ -68,18 +67,19 @@ def main() -> None:
     base_frequency = base_shares["object"]
     runs = []
     preset = ATUConfig.presets["toy"]
-    # Each repulsion with the preset's retain anchor; the preset's repulsion once more with the anchor in the raw
-    # outputs (the previous preset) and without one (the paper's method): the references (--no-reference skips them).
-    space = preset["retain_anchor_space"]
-    variants = [(r, preset["retain_anchor_weight"], space) for r in args.repulsions]
+    # Each repulsion with the preset's retain anchor and output repulsion; the preset's repulsion once more without
+    # the output repulsion (the previous preset) and without either addition (the paper's method): the references
+    # (--no-reference skips them).
+    anchor_weight, output_weight = preset["retain_anchor_weight"], preset["output_repulsion_weight"]
+    variants = [(r, anchor_weight, output_weight) for r in args.repulsions]
     if args.reference and preset["repulsion"] in args.repulsions:
-        variants += [(preset["repulsion"], OUTPUTS_ANCHOR_WEIGHT, "outputs"), (preset["repulsion"], 0.0, "outputs")]
+        variants += [(preset["repulsion"], anchor_weight, 0.0), (preset["repulsion"], 0.0, 0.0)]
     for concept in args.objects:
-        for repulsion, anchor, space in variants:
+        for repulsion, anchor, output_repulsion in variants:
             start = time.perf_counter()
             result = erase(
                 "adapt_then_unlearn", bundle, concept=concept, preset="toy", seed=0, repulsion=repulsion,
-                gamma=gamma, eval_samples=0, retain_anchor_weight=anchor, retain_anchor_space=space,
+                gamma=gamma, eval_samples=0, retain_anchor_weight=anchor, output_repulsion_weight=output_repulsion,
             )  # fmt: skip
             seconds = time.perf_counter() - start
             erased = bundle.with_generator(result.components["generator"])
@@ -104,7 +104,10 @@ def main() -> None:
                 "repulsion": repulsion,
                 "gamma": gamma,
                 "retain_anchor_weight": anchor,
-                "retain_anchor_space": space if anchor else None,
+                "retain_anchor_space": preset["retain_anchor_space"] if anchor else None,
+                "output_repulsion_weight": output_repulsion,
+                "output_repulsion_tau": preset["output_repulsion_tau"] if output_repulsion else None,
+                "output_repulsion_space": preset["output_repulsion_space"] if output_repulsion else None,
                 "pul": pul["pul"],
                 "negatives_base": pul["negatives_base"],
                 "negatives_erased": pul["negatives_erased"],

@@ -261,6 +261,9 @@ class ATUConfig(EraseConfig):
             "eval_samples": 512,
             "retain_anchor_weight": 20.0,
             "retain_anchor_space": "judge",
+            "output_repulsion_weight": 20.0,
+            "output_repulsion_tau": 0.2,
+            "output_repulsion_space": "judge",
         }
     }
 
@@ -335,6 +338,24 @@ class ATUConfig(EraseConfig):
         },
     )
 
+    output_repulsion_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "γ_f of the output repulsion γ_f·mean_z exp(−D(G_θ(z), G_θN(z))/τ) on fresh latents (not in the "
+            "paper; 0 disables)."
+        },
+    )
+    output_repulsion_tau: float = field(
+        default=0.2, metadata={"help": "τ of the output repulsion: the distance D below which it pushes."}
+    )
+    output_repulsion_space: Literal["outputs", "judge", "lpips:alex", "lpips:vgg", "lpips:squeeze"] = field(
+        default="outputs",
+        metadata={
+            "help": "Where the output repulsion compares G_θ(z) with the adapted copy's G_θN(z): outputs, judge or "
+            "lpips:alex|vgg|squeeze (as retain_anchor_space)."
+        },
+    )
+
     def validate(self) -> None:
         super().validate()
         for name in ("batch_size", "num_negatives", "num_positives", "max_candidates", "fisher_samples"):
@@ -354,13 +375,25 @@ class ATUConfig(EraseConfig):
             raise ConfigError(f"mixing is a probability, got {self.mixing}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1) (0 disables the EMA), got {self.ema_decay}")
-        for name in ("ewc_lambda", "r1", "path_regularize", "el2_scale", "retain_anchor_weight"):
+        for name in (
+            "ewc_lambda",
+            "r1",
+            "path_regularize",
+            "el2_scale",
+            "retain_anchor_weight",
+            "output_repulsion_weight",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
         if self.retain_anchor_weight > 0 and self.mixing > 0:
             raise ConfigError(
                 f"retain_anchor_weight={self.retain_anchor_weight} anchors the positives' own latents, which style "
                 f"mixing does not keep; set mixing=0 (got {self.mixing}) or retain_anchor_weight=0"
+            )
+        if self.output_repulsion_tau <= 0:
+            raise ConfigError(
+                f"output_repulsion_tau must be positive (the distance scale of the output repulsion), got "
+                f"{self.output_repulsion_tau}"
             )
         if self.gamma <= 0:
             raise ConfigError(f"gamma must be positive (the repulsion strength), got {self.gamma}")
@@ -528,7 +561,12 @@ class AdaptThenUnlearn(EraseMethod):
         base = base_identity(bundle)
         judge = self._judge(bundle, data)
         # Built before any training, so that a space this GAN cannot use fails at once.
-        anchor_distance = self._anchor_distance(bundle) if cfg.retain_anchor_weight > 0 else None
+        anchor_distance = None
+        if cfg.retain_anchor_weight > 0:
+            anchor_distance = self._output_distance(bundle, cfg.retain_anchor_space, "retain_anchor_space")
+        repulsion_distance = None
+        if cfg.output_repulsion_weight > 0:
+            repulsion_distance = self._output_distance(bundle, cfg.output_repulsion_space, "output_repulsion_space")
         adapt_steps, unlearn_steps = cfg.stage_steps()
         history: list[dict[str, float]] = []
         metrics: dict[str, Any] = {"judge": judge.describe(), "adapt_steps_per_model": adapt_steps}
@@ -552,8 +590,9 @@ class AdaptThenUnlearn(EraseMethod):
 
             # Stage 2: unlearning on positives with repulsion from the adapted models.
             generator = self._unlearn(
-                bundle, positives, adapted, unlearn_steps, history, callback, anchor, anchor_distance
-            )
+                bundle, positives, adapted, unlearn_steps, history, callback, anchor, anchor_distance,
+                repulsion_distance,
+            )  # fmt: skip
 
         generator.eval().requires_grad_(False)
         trained = sorted(n for n, _ in generator.named_parameters())
@@ -691,50 +730,86 @@ class AdaptThenUnlearn(EraseMethod):
 
         def ewc_term() -> tuple[torch.Tensor, dict[str, float]]:
             loss = ewc_penalty(conv_params, anchors, fisher, cfg.ewc_lambda)
-            return loss, {"loss_ewc": loss.item(), "loss_repulsion": 0.0, "distance": 0.0, "loss_anchor": 0.0}
+            logs = {"loss_ewc": loss.item(), "loss_repulsion": 0.0, "distance": 0.0, "loss_anchor": 0.0}
+            return loss, {**logs, "loss_output_repulsion": 0.0}
 
         self._train(generator, discriminator, ema, negatives, steps, ewc_term, 1, history, callback)
         return ema
 
     def _unlearn(
-        self, bundle, positives, adapted, steps, history, callback, anchor=None, anchor_distance=None
+        self,
+        bundle,
+        positives,
+        adapted,
+        steps,
+        history,
+        callback,
+        anchor=None,
+        anchor_distance=None,
+        repulsion_distance=None,
     ) -> Generator:
-        """Stage 2: fine-tune the original on the positives with the repulsion term (and the retain anchor on
-        ``anchor``'s (z, G_θG(z)) pairs, compared by ``anchor_distance``, when λ_a > 0); returns its EMA
+        """Stage 2: fine-tune the original on the positives with the repulsion term, the retain anchor on
+        ``anchor``'s (z, G_θG(z)) pairs (compared by ``anchor_distance``, when λ_a > 0) and the output repulsion from
+        the adapted generators' samples (compared by ``repulsion_distance``, when γ_f > 0); returns its EMA
         generator."""
         cfg: ATUConfig = self.config
         generator, discriminator, ema = self._trainable_copies(bundle)
         params = dict(generator.named_parameters())
         device = generator.device
+        adapted_generators = []
+        if repulsion_distance is not None:
+            for adapted_params in adapted:
+                adapted_generator = copy.deepcopy(bundle.generator).eval().requires_grad_(False)
+                adapted_generator.load_state_dict({**adapted_generator.state_dict(), **adapted_params})
+                adapted_generators.append(adapted_generator)
 
         def repulsion_and_anchor() -> tuple[torch.Tensor, dict[str, float]]:
             distance = parameter_distance(params, adapted, cfg.distance_scaling)
             loss = repulsion_loss(distance, cfg.repulsion, cfg.gamma, cfg.el2_scale)
             logs = {"loss_ewc": 0.0, "loss_repulsion": loss.item(), "distance": distance.item(), "loss_anchor": 0.0}
+            logs["loss_output_repulsion"] = 0.0
             if anchor is not None:
                 # What the pretrained generator drew from these latents, it should still draw (the positives).
                 pick = torch.randint(len(anchor[0]), (cfg.batch_size,))
                 drawn, _ = generator([anchor[0][pick].to(device)])
-                anchor_loss = cfg.retain_anchor_weight * anchor_distance(drawn, _unpack(anchor[1][pick], device))
+                anchor_loss = (
+                    cfg.retain_anchor_weight * anchor_distance(drawn, _unpack(anchor[1][pick], device)).mean()
+                )
                 loss = loss + anchor_loss
                 logs["loss_anchor"] = anchor_loss.item()
+            if adapted_generators:
+                # Where θ_N still draws what θ draws (the concept's own latents: θ_N draws the concept), push G_θ(z)
+                # away from it; where the two already differ (θ_N turned another object into the concept), exp(−D/τ)
+                # is ~0 and nothing moves.
+                z = torch.randn(cfg.batch_size, generator.style_dim, device=device)
+                drawn, _ = generator([z])
+                closeness = []
+                for adapted_generator in adapted_generators:
+                    with torch.no_grad():
+                        reference, _ = adapted_generator([z])
+                    closeness.append(torch.exp(-repulsion_distance(drawn, reference) / cfg.output_repulsion_tau))
+                output_loss = cfg.output_repulsion_weight * torch.stack(closeness).mean()
+                loss = loss + output_loss
+                logs["loss_output_repulsion"] = output_loss.item()
             return loss, logs
 
         self._train(generator, discriminator, ema, positives, steps, repulsion_and_anchor, 2, history, callback)
         return ema
 
-    def _anchor_distance(self, bundle: GANBundle) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """The retain anchor's D(drawn, stored) on raw generator outputs, in ``retain_anchor_space``."""
-        space = self.config.retain_anchor_space
+    def _output_distance(
+        self, bundle: GANBundle, space: str, option: str
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """Per-sample D(drawn, reference) of two batches of raw generator outputs in ``space`` (``option`` names the
+        config field, for errors); the reference side carries no gradient."""
         if space == "outputs":
-            return F.mse_loss
-        distance = perceptual_distance(space, bundle, option="retain_anchor_space", fallback="outputs")
+            return lambda drawn, reference: (drawn - reference).pow(2).flatten(1).mean(1)
+        distance = perceptual_distance(space, bundle, option=option, fallback="outputs")
 
-        def perceptual(drawn: torch.Tensor, stored: torch.Tensor) -> torch.Tensor:
+        def perceptual(drawn: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
             # Images as [0, 1] would hold them, unclamped: a clamp has no gradient where a sample overshoots.
             with torch.no_grad():
-                reference = (bundle.decode(stored) + 1) / 2
-            return distance((bundle.decode(drawn) + 1) / 2, reference)
+                reference = (bundle.decode(reference) + 1) / 2
+            return distance((bundle.decode(drawn) + 1) / 2, reference, reduction="none")
 
         return perceptual
 

@@ -1,9 +1,10 @@
 """Perceptual distances between a GAN's images, shared by the GAN methods (``gan/``), so they live below them.
 
 Text-to-Unlearn holds the samples it should not change with a perceptual term (LPIPS in the paper), and
-Adapt-then-Unlearn's retain anchor can compare its samples in the same spaces. Each distance is a callable
-``(images, reference, weights=None) -> scalar`` on images in [0, 1]: the mean over samples of a per-sample distance,
-weighted per sample when ``weights`` is given.
+Adapt-then-Unlearn's retain anchor and output repulsion compare their samples in the same spaces. Each distance is a
+callable ``(images, reference, weights=None, reduction="mean")`` on images in [0, 1]: the mean over samples of a
+per-sample distance, weighted per sample when ``weights`` is given; ``reduction="none"`` returns the per-sample
+distances (weighted) instead, as ``torch.nn.functional`` losses do.
 
 - ``"judge"``: the squared distance between the toy judge's penultimate features (its FD-toy space), the toy world's
   perceptual network (it reads 32x32 images); measure anything trained with it with ``toy-heldout``.
@@ -21,7 +22,8 @@ from .errors import ConfigError, MissingDependencyError, MissingWeightsError
 from .gan import GANBundle
 
 PerceptualDistance = Callable[..., torch.Tensor]
-"""``(images, reference, weights=None) -> scalar``: images in [0, 1], ``weights`` per sample."""
+"""``(images, reference, weights=None, reduction="mean") -> scalar`` (or ``(N,)`` with ``reduction="none"``): images
+in [0, 1], ``weights`` per sample."""
 
 PERCEPTUAL_SPACES = ("judge", "lpips:alex", "lpips:vgg", "lpips:squeeze")
 
@@ -53,9 +55,11 @@ def judge_feature_distance(
 
     net = installed_toy_judge().net.to(bundle.device)
 
-    def distance(images: torch.Tensor, reference: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    def distance(
+        images: torch.Tensor, reference: torch.Tensor, weights: torch.Tensor | None = None, reduction: str = "mean"
+    ) -> torch.Tensor:
         per_sample = (net.features(images * 2 - 1) - net.features(reference * 2 - 1)).pow(2).mean(-1)
-        return per_sample.mean() if weights is None else (weights * per_sample).mean()
+        return _reduce(per_sample, weights, reduction)
 
     return distance
 
@@ -77,8 +81,20 @@ def lpips_distance(
         ) from err
     metric.requires_grad_(False)
 
-    def distance(images: torch.Tensor, reference: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    def distance(
+        images: torch.Tensor, reference: torch.Tensor, weights: torch.Tensor | None = None, reduction: str = "mean"
+    ) -> torch.Tensor:
         per_sample = metric.net(images, reference, normalize=True).view(-1)
-        return per_sample.mean() if weights is None else (weights * per_sample).mean()
+        return _reduce(per_sample, weights, reduction)
 
     return distance
+
+
+def _reduce(per_sample: torch.Tensor, weights: torch.Tensor | None, reduction: str) -> torch.Tensor:
+    if weights is not None:
+        per_sample = weights * per_sample
+    if reduction == "none":
+        return per_sample
+    if reduction == "mean":
+        return per_sample.mean()
+    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")

@@ -31,7 +31,7 @@ from pipelines.perceptual import PERCEPTUAL_SPACES
 # compares the toy judge's features of 32x32 images; the tiny GANs here draw 16x16 ones, so it compares the outputs.
 FAST = {
     "num_negatives": 32, "num_positives": 64, "fisher_samples": 4, "eval_samples": 0, "batch_size": 8,
-    "retain_anchor_space": "outputs",
+    "retain_anchor_space": "outputs", "output_repulsion_space": "outputs",
 }  # fmt: skip
 
 
@@ -98,7 +98,8 @@ def test_artifact_reproduces_the_samples_and_leaves_the_base_alone(bundle, tmp_p
 def test_erasure_lowers_the_concept_rate_and_the_repulsion_does_the_work(bundle):
     # The judge calls a third of this generator's samples "circle" (redness above its threshold). 30 adaptation and
     # 30 unlearning steps with EL2 must remove a real share of them on the same latents, and clearly more than the
-    # same run without repulsion (fine-tuning on positives alone). The paper's method: no retain anchor.
+    # same run without repulsion (fine-tuning on positives alone). The paper's method: no retain anchor, no output
+    # repulsion.
     def run(**overrides):
         return erasure.erase(
             "adapt_then_unlearn",
@@ -111,6 +112,7 @@ def test_erasure_lowers_the_concept_rate_and_the_repulsion_does_the_work(bundle)
             fisher_samples=8,
             eval_samples=256,
             retain_anchor_weight=0.0,
+            output_repulsion_weight=0.0,
             **overrides,
         ).metrics
 
@@ -122,12 +124,35 @@ def test_erasure_lowers_the_concept_rate_and_the_repulsion_does_the_work(bundle)
     assert with_repulsion["pul"] > without_repulsion["pul"] + 0.2
 
 
+def test_output_repulsion_erases_where_the_parameter_repulsion_is_off(bundle):
+    # The output repulsion pushes G_θ(z) away from the adapted copy's G_θN(z) where the two still draw alike. With the
+    # parameter repulsion switched off (NL2 at γ = 1e-12), fine-tuning on the positives alone removes almost none of
+    # the "circles" (PUL ~0.01 at this seed); the output repulsion alone must remove a large share of them (~0.7 here).
+    def run(weight: float):
+        return erasure.erase(
+            "adapt_then_unlearn", bundle, preset="toy", concept="circle", max_train_steps=60, num_negatives=64,
+            num_positives=256, fisher_samples=8, eval_samples=256, retain_anchor_weight=0.0, repulsion="nl2",
+            gamma=1e-12, output_repulsion_weight=weight, output_repulsion_tau=0.2, output_repulsion_space="outputs",
+        )  # fmt: skip
+
+    without, with_output = run(0.0), run(20.0)
+    assert all(h["loss_output_repulsion"] == 0 for h in without.loss_history)
+    pushed = [h["loss_output_repulsion"] for h in with_output.loss_history if h["stage"] == 2]
+    assert all(h["loss_output_repulsion"] == 0 for h in with_output.loss_history if h["stage"] == 1)
+    # exp(−D/τ) starts near 1 on some latents (θ and θ_N draw alike there) and the push drives it down.
+    assert pushed[0] > 1.0 and sum(pushed[-10:]) / 10 < 0.25 * pushed[0], pushed
+    assert without.metrics["pul"] < 0.2 and with_output.metrics["pul"] > without.metrics["pul"] + 0.4, (
+        without.metrics["pul"],
+        with_output.metrics["pul"],
+    )
+
+
 def _anchored_run(bundle: GANBundle, weight: float, space: str, gamma: float):
     """A 60-step ATU run on the tiny GAN with the retain anchor at ``weight`` in ``space``."""
     return erasure.erase(
         "adapt_then_unlearn", bundle, preset="toy", concept="circle", max_train_steps=60, num_negatives=64,
         num_positives=256, fisher_samples=8, eval_samples=0, gamma=gamma, retain_anchor_weight=weight,
-        retain_anchor_space=space,
+        retain_anchor_space=space, output_repulsion_weight=0.0,
     )  # fmt: skip
 
 
@@ -270,8 +295,16 @@ def test_config_validates_and_splits_the_steps():
         ATUConfig(concept="circle", retain_anchor_weight=-1.0, mixing=0.0)
     with pytest.raises(ConfigError, match="retain_anchor_space='pixels' is not allowed; choose one of outputs, judge"):
         ATUConfig(concept="circle", retain_anchor_space="pixels")
-    spaces = typing.get_args(typing.get_type_hints(ATUConfig)["retain_anchor_space"])
-    assert spaces == ("outputs", *PERCEPTUAL_SPACES)  # every space pipelines.perceptual offers, and the raw outputs
+    with pytest.raises(ConfigError, match="output_repulsion_weight"):
+        ATUConfig(concept="circle", output_repulsion_weight=-1.0)
+    with pytest.raises(ConfigError, match="output_repulsion_tau must be positive"):
+        ATUConfig(concept="circle", output_repulsion_tau=0.0)
+    with pytest.raises(ConfigError, match="output_repulsion_space='pixels' is not allowed"):
+        ATUConfig(concept="circle", output_repulsion_space="pixels")
+    hints = typing.get_type_hints(ATUConfig)
+    for option in ("retain_anchor_space", "output_repulsion_space"):
+        # every space pipelines.perceptual offers, and the raw outputs
+        assert typing.get_args(hints[option]) == ("outputs", *PERCEPTUAL_SPACES)
     assert "adapt_then_unlearn" in erasure.list_methods()
     assert gan.adapt_then_unlearn.AdaptThenUnlearn.targets == ("generator",)
 

@@ -398,7 +398,9 @@ def test_gan_method_erases_and_compares_on_a_tiny_bundle(tmp_path):
             "fisher_samples": 2,
             "eval_samples": 0,
             "batch_size": 4,
-            "retain_anchor_space": "outputs",  # the tiny GAN's 16x16 images: the toy judge reads 32x32
+            # the tiny GAN's 16x16 images: the toy judge reads 32x32
+            "retain_anchor_space": "outputs",
+            "output_repulsion_space": "outputs",
         }
         updates = list(handlers.run_erase(studio, session, "tiny-0", "adapt_then_unlearn", "circle", fast))
         assert "Done" in updates[-1].status and updates[-1].after is not None

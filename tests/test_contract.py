@@ -36,7 +36,7 @@ TINY_OVERRIDES: dict[str, dict] = {
     # The tiny model has no distilled one-step generator: start SFD's generator from the teacher's UNet.
     "sfd": {"initial_generator": None, "init_from_teacher": True, "override": "circle", "batch_size": 2},
     # The tiny GAN draws 16x16 images, which the toy judge's perceptual features do not read.
-    "adapt_then_unlearn": {"retain_anchor_space": "outputs"},
+    "adapt_then_unlearn": {"retain_anchor_space": "outputs", "output_repulsion_space": "outputs"},
     # The toy preset's learning-rate warm-up starts at 0, so its one fine-tuning step here would change nothing.
     "text_to_unlearn": {
         "perceptual": "none",

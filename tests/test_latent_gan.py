@@ -18,7 +18,7 @@ from pipelines.gan import VAE_FOLDER, load_bundle_folder, save_bundle
 # The tiny latent GAN decodes to 16x16 images, which the toy preset's anchor (the toy judge's features) cannot read.
 FAST = {
     "num_negatives": 32, "num_positives": 64, "fisher_samples": 4, "eval_samples": 0, "batch_size": 8,
-    "retain_anchor_space": "outputs",
+    "retain_anchor_space": "outputs", "output_repulsion_space": "outputs",
 }  # fmt: skip
 
 
@@ -84,5 +84,5 @@ def test_forget_images_are_encoded_for_a_latent_discriminator(bundle):
     with pytest.raises(ConfigError, match=r"\(N, 3, 16, 16\)"):
         erasure.erase(
             "adapt_then_unlearn", bundle, preset="toy", concept="circle", max_train_steps=2, data=wrong,
-            retain_anchor_space="outputs",
+            retain_anchor_space="outputs", output_repulsion_space="outputs",
         )  # fmt: skip
