@@ -262,7 +262,14 @@ class ATUConfig(EraseConfig):
     # -9.7, kept 82 %, stars 50 %); at the leaderboard's seeds 0-2 (its GAN block, other latents): circle 93.5 / 97.1 /
     # 90.6 % (every head within 9.0), diamond 100 / 100 / 96.6 % (objects within 7.6, the style -8.8 / -10.2 / -11.3).
     # With NL2 or EL2 at γ = 3 in place of IL2 the output repulsion erases on its own and keeps 97-98 % of the rest:
-    # diamond 93 / 95 % (every head within 8.0), but every circle lands on squares (+13.0).
+    # diamond 93 / 95 % (every head within 8.0), but every circle lands on squares (+13.0). Screens after shipping
+    # (2026-12-08), on the leaderboard's two hardest runs, judged as its scorecard judges (toy-heldout, 1000 latents of
+    # seed 0): diamond at erasure seed 1 (the preset: the style -10.2) / circle at seed 2 (the preset: 90.6 %). λ_a =
+    # 40: diamond 99.1 % within 7.8 (kept 89 %), circle 86.2 %; τ = 0.15: diamond within 9.2, circle 84.1 %; λ_a = 30:
+    # diamond 100 % within 8.8 (squares +5.3, kept 87 %), circle 90.6 % within 6.9 (kept 93 %); diamond at seed 2
+    # (the preset: the style -11.3) with λ_a = 30: 97.4 %, squares +4.0, kept 89 %, but the style -10.3, still 0.3
+    # over. The anchor trades the last circles against the diamonds' style; λ_a between 30 and 40 with τ = 0.2 is where
+    # to look next (each preset needs the benchmark and the GAN block re-run, 80 minutes, to ship).
     presets = {
         "toy": {
             "max_train_steps": 600,
