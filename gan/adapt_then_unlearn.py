@@ -607,11 +607,11 @@ class AdaptThenUnlearn(EraseMethod):
             negatives, positives, anchor, found = self._collect(bundle, judge, data)
             metrics.update(found)
 
-            # Stage 1: negative adaptation with EWC, once per adapted model.
-            adapted: list[dict[str, torch.Tensor]] = []
+            # Stage 1: negative adaptation with EWC, once per adapted model (each an EMA generator θ_N, frozen).
+            adapted: list[Generator] = []
             for k in range(cfg.num_adapted_models):
                 adapted_generator = self._adapt(bundle, negatives, adapt_steps, history, callback)
-                adapted.append({n: p.detach().clone() for n, p in adapted_generator.named_parameters()})
+                adapted.append(adapted_generator)
                 if k == 0 and cfg.eval_samples:
                     probe = bundle.with_generator(adapted_generator.eval())
                     images = probe.sample(cfg.eval_samples, seed=cfg.seed)
@@ -759,8 +759,8 @@ class AdaptThenUnlearn(EraseMethod):
 
         def ewc_term() -> tuple[torch.Tensor, dict[str, float]]:
             loss = ewc_penalty(conv_params, anchors, fisher, cfg.ewc_lambda)
-            logs = {"loss_ewc": loss.item(), "loss_repulsion": 0.0, "distance": 0.0, "loss_anchor": 0.0}
-            return loss, {**logs, "loss_output_repulsion": 0.0}
+            logs = dict.fromkeys(("loss_repulsion", "distance", "loss_anchor", "loss_output_repulsion"), 0.0)
+            return loss, {"loss_ewc": loss.item(), **logs}
 
         self._train(generator, discriminator, ema, negatives, steps, ewc_term, 1, history, callback)
         return ema
@@ -777,26 +777,21 @@ class AdaptThenUnlearn(EraseMethod):
         anchor_distance=None,
         repulsion_distance=None,
     ) -> Generator:
-        """Stage 2: fine-tune the original on the positives with the repulsion term, the retain anchor on
-        ``anchor``'s (z, G_θG(z)) pairs (compared by ``anchor_distance``, when λ_a > 0) and the output repulsion from
-        the adapted generators' samples (compared by ``repulsion_distance``, when γ_f > 0); returns its EMA
+        """Stage 2: fine-tune the original on the positives with the repulsion from the ``adapted`` generators θ_N,
+        the retain anchor on ``anchor``'s (z, G_θG(z)) pairs (compared by ``anchor_distance``, when λ_a > 0) and the
+        output repulsion from θ_N's samples (compared by ``repulsion_distance``, when γ_f > 0); returns its EMA
         generator."""
         cfg: ATUConfig = self.config
         generator, discriminator, ema = self._trainable_copies(bundle)
         params = dict(generator.named_parameters())
+        adapted_params = [dict(adapted_generator.named_parameters()) for adapted_generator in adapted]
         device = generator.device
-        adapted_generators = []
-        if repulsion_distance is not None:
-            for adapted_params in adapted:
-                adapted_generator = copy.deepcopy(bundle.generator).eval().requires_grad_(False)
-                adapted_generator.load_state_dict({**adapted_generator.state_dict(), **adapted_params})
-                adapted_generators.append(adapted_generator)
 
         def repulsion_and_anchor() -> tuple[torch.Tensor, dict[str, float]]:
-            distance = parameter_distance(params, adapted, cfg.distance_scaling)
+            distance = parameter_distance(params, adapted_params, cfg.distance_scaling)
             loss = repulsion_loss(distance, cfg.repulsion, cfg.gamma, cfg.el2_scale)
-            logs = {"loss_ewc": 0.0, "loss_repulsion": loss.item(), "distance": distance.item(), "loss_anchor": 0.0}
-            logs["loss_output_repulsion"] = 0.0
+            logs = {"loss_ewc": 0.0, "loss_repulsion": loss.item(), "distance": distance.item()}
+            logs |= {"loss_anchor": 0.0, "loss_output_repulsion": 0.0}
             if anchor is not None:
                 # What the pretrained generator drew from these latents, it should still draw (the positives).
                 pick = torch.randint(len(anchor[0]), (cfg.batch_size,))
@@ -806,14 +801,14 @@ class AdaptThenUnlearn(EraseMethod):
                 )
                 loss = loss + anchor_loss
                 logs["loss_anchor"] = anchor_loss.item()
-            if adapted_generators:
+            if repulsion_distance is not None:
                 # Where θ_N still draws what θ draws (the concept's own latents: θ_N draws the concept), push G_θ(z)
                 # away from it; where the two already differ (θ_N turned another object into the concept), exp(−D/τ)
                 # is ~0 and nothing moves.
                 z = torch.randn(cfg.batch_size, generator.style_dim, device=device)
                 drawn, _ = generator([z])
                 closeness = []
-                for adapted_generator in adapted_generators:
+                for adapted_generator in adapted:
                     with torch.no_grad():
                         reference, _ = adapted_generator([z])
                     closeness.append(torch.exp(-repulsion_distance(drawn, reference) / cfg.output_repulsion_tau))
@@ -831,7 +826,7 @@ class AdaptThenUnlearn(EraseMethod):
         """Per-sample D(drawn, reference) of two batches of raw generator outputs in ``space`` (``option`` names the
         config field, for errors); the reference side carries no gradient."""
         if space == "outputs":
-            return lambda drawn, reference: (drawn - reference).pow(2).flatten(1).mean(1)
+            return lambda drawn, reference: (drawn - reference.detach()).pow(2).flatten(1).mean(1)
         distance = perceptual_distance(space, bundle, option=option, fallback="outputs")
 
         def perceptual(drawn: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
